@@ -1,0 +1,1 @@
+//! Criterion benchmarks for the agentwire crates; see `benches/` and docs/performance.md.

@@ -1,0 +1,1 @@
+//! agentwire-events (in progress).

@@ -1,0 +1,1 @@
+//! agentwire-state (in progress).
