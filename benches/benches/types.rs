@@ -18,7 +18,13 @@ fn names() -> Vec<String> {
             let mixed: String = name
                 .chars()
                 .enumerate()
-                .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             [name.to_owned(), name.to_ascii_uppercase(), mixed]
         })
@@ -35,6 +41,9 @@ fn bench_normalize(c: &mut Criterion) {
                 let _ = black_box(normalize(black_box(name)));
             }
         })
+    });
+    group.bench_function("one_alias_upper_case", |b| {
+        b.iter(|| normalize(black_box("EXECUTE_AGENT")))
     });
     group.bench_function("unknown_name", |b| {
         b.iter(|| normalize(black_box("definitely_not_a_message_type")))

@@ -46,6 +46,8 @@ const LIFECYCLE: &str = "connection lifecycle is the WebSocket handshake and clo
      there is no message for it";
 const FANOUT: &str = "agentwire has no rooms or broadcast messages; services send events to a \
      user's stream through the server's emitter";
+const MANAGER_EVENT: &str = "internal event of the old backend's agent manager; agentwire does \
+     not emit it (a cancelled run ends with agent_error, code \"cancelled\")";
 const TEST_HOOK: &str = "test hooks of the old backend are not part of the protocol; test \
      through the public messages instead";
 
@@ -113,6 +115,16 @@ aliases! {
     "thread_updated" => Type(T::ThreadUpdate), LegacyFrontend;
     "tool_started" => Type(T::ToolExecuting), LegacyFrontend;
     "stream_chunk" => Type(T::AgentResponseChunk), LegacyFrontend;
+    "partial_result" => Type(T::AgentResponseChunk), LegacyFrontend;
+    "final_report" => Type(T::AgentCompleted), LegacyFrontend;
+    "agent_cancelled" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_stopped" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_registered" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_unregistered" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_status_changed" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_metrics_updated" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_manager_shutdown" => Rejected(MANAGER_EVENT), LegacyFrontend;
+    "agent_log" => Rejected(MANAGER_EVENT), LegacyFrontend;
     // Natural spellings of the cancel request.
     "cancel_run" => Type(T::CancelAgent), Agentwire;
     "stop_agent" => Type(T::CancelAgent), Agentwire;

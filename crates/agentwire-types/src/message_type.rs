@@ -53,7 +53,7 @@ macro_rules! message_types {
 
             /// One line saying what the type means (the variant's doc comment).
             pub const fn description(self) -> &'static str {
-                match self { $(MessageType::$variant => concat!($($doc),+),)+ }
+                match self { $(MessageType::$variant => concat!($($doc),+).trim_ascii(),)+ }
             }
         }
     };
@@ -140,8 +140,20 @@ message_types! {
 /// [`StartAgent`](Self::StartAgent); `agent_thinking`, `tool_executing` and `tool_completed` are
 /// in [`AgentProgress`](Self::AgentProgress); `agent_completed` is in
 /// [`ResponseComplete`](Self::ResponseComplete). The five stay distinct types on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[derive(strum::Display, strum::IntoStaticStr, strum::EnumIter)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
@@ -169,8 +181,18 @@ pub enum MessageClass {
 }
 
 /// Which way a frame of a given [`MessageType`] may travel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[derive(strum::Display, strum::IntoStaticStr, strum::EnumIter)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
