@@ -41,6 +41,12 @@ macro_rules! message_types {
                 match self { $(MessageType::$variant => $name,)+ }
             }
 
+            /// The position of this type in [`ALL`](Self::ALL): a dense index for per-type
+            /// tables such as metrics counters.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
             /// The routing class, the coarse category a router dispatches on.
             pub const fn class(self) -> MessageClass {
                 match self { $(MessageType::$variant => MessageClass::$class,)+ }

@@ -224,3 +224,10 @@ proptest! {
         prop_assert_eq!(err.code(), "unknown_message_type");
     }
 }
+
+#[test]
+fn index_is_the_position_in_all() {
+    for (position, &t) in MessageType::ALL.iter().enumerate() {
+        assert_eq!(t.index(), position, "{t}");
+    }
+}
