@@ -1,0 +1,327 @@
+//! The hot-path JSON writer for outbound frames.
+//!
+//! [`Frame::to_json`](crate::Frame::to_json) writes the envelope and every typed payload by hand
+//! into one pre-sized `String`: keys are constants, strings without characters to escape are
+//! copied in one piece, and only the `Value`s (`result`, `parameters`, generic payloads) go
+//! through serde_json. The output is byte-for-byte what serde_json writes for the same frame
+//! through its `Serialize` impl; a property test holds the two together.
+
+use core::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use crate::event::Frame;
+use crate::payload::{Payload, ToolStatus};
+
+/// Whether serde_json escapes this byte inside a string.
+const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte to escape, looking at eight bytes at a time.
+fn find_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// Whether any byte of `w` is below `n` (exact as a yes/no answer for `n` up to 128).
+    const fn any_below(w: u64, n: u8) -> bool {
+        w.wrapping_sub(ONES * n as u64) & !w & HIGH != 0
+    }
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let w = u64::from_le_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        if any_below(w, 0x20)
+            || any_below(w ^ (ONES * u64::from(b'"')), 1)
+            || any_below(w ^ (ONES * u64::from(b'\\')), 1)
+        {
+            break;
+        }
+        start += 8;
+    }
+    bytes[start..]
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|offset| start + offset)
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json does.
+pub(crate) fn string(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    while let Some(offset) = find_escape(&bytes[start..]) {
+        let at = start + offset;
+        out.push_str(&s[start..at]);
+        match bytes[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        start = at + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends an unsigned integer.
+fn number(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(core::str::from_utf8(&buf[at..]).unwrap_or("0"));
+}
+
+/// Appends any JSON value, compact, as serde_json writes it.
+fn value(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => number(out, n),
+            // Negative integers and floats: serde_json's own formatting (itoa, ryu).
+            None => {
+                let _ = write!(out, "{n}");
+            }
+        },
+        Value::String(s) => string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => object(out, map),
+    }
+}
+
+fn object(out: &mut String, map: &Map<String, Value>) {
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, k);
+        out.push(':');
+        value(out, v);
+    }
+    out.push('}');
+}
+
+/// Appends `,"name":"text"` (`first` omits the comma).
+fn field_str(out: &mut String, first: bool, name: &str, text: &str) {
+    if !first {
+        out.push(',');
+    }
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+    string(out, text);
+}
+
+fn field_num(out: &mut String, name: &str, n: u64) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+    number(out, n);
+}
+
+fn opt_str(out: &mut String, name: &str, text: Option<&str>) {
+    if let Some(text) = text {
+        field_str(out, false, name, text);
+    }
+}
+
+fn opt_num(out: &mut String, name: &str, n: Option<u64>) {
+    if let Some(n) = n {
+        field_num(out, name, n);
+    }
+}
+
+fn field_timestamp(out: &mut String, first: bool, name: &str, t: crate::Timestamp) {
+    if !first {
+        out.push(',');
+    }
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":\"");
+    t.write_to(out);
+    out.push('"');
+}
+
+/// A capacity that holds most frames without growing.
+fn size_hint(frame: &Frame) -> usize {
+    let event = frame.event();
+    let strings = frame.event_id().len()
+        + event.run_id().map_or(0, str::len)
+        + event.thread_id().map_or(0, str::len)
+        + event.reply_to().map_or(0, str::len);
+    let payload = match event.payload() {
+        Payload::AgentStarted(p) => p.agent_name.len() + p.user_request.len(),
+        Payload::AgentThinking(p) => p.reasoning.len(),
+        Payload::ToolExecuting(p) => p.tool_name.len() + p.tool_call_id.len() + 64,
+        Payload::ToolCompleted(p) => p.tool_name.len() + p.tool_call_id.len() + 64,
+        Payload::AgentResponseChunk(p) => p.delta.len(),
+        Payload::AgentError(p) => p.code.len() + p.message.len(),
+        Payload::Error(p) => p.message.len() + 32,
+        _ => 64,
+    };
+    192 + strings + payload
+}
+
+/// The frame's JSON text.
+pub(crate) fn frame(frame: &Frame) -> String {
+    let event = frame.event();
+    let mut out = String::with_capacity(size_hint(frame));
+    out.push_str("{\"type\":\"");
+    out.push_str(event.message_type().as_str());
+    out.push('"');
+    field_str(&mut out, false, "event_id", frame.event_id());
+    field_timestamp(&mut out, false, "timestamp", frame.timestamp());
+    opt_str(&mut out, "run_id", event.run_id());
+    opt_str(&mut out, "thread_id", event.thread_id());
+    opt_num(&mut out, "seq", frame.seq());
+    opt_str(&mut out, "reply_to", event.reply_to());
+    out.push_str(",\"payload\":");
+    payload(&mut out, event.payload());
+    out.push('}');
+    out
+}
+
+/// Writes a payload object, fields in declaration order (as the derived `Serialize` does).
+fn payload(out: &mut String, payload: &Payload) {
+    out.push('{');
+    match payload {
+        Payload::AgentStarted(p) => {
+            field_str(out, true, "agent_name", &p.agent_name);
+            field_str(out, false, "user_request", &p.user_request);
+        }
+        Payload::AgentThinking(p) => {
+            field_str(out, true, "reasoning", &p.reasoning);
+            opt_num(out, "step", p.step.map(u64::from));
+        }
+        Payload::ToolExecuting(p) => {
+            field_str(out, true, "tool_name", &p.tool_name);
+            field_str(out, false, "tool_call_id", &p.tool_call_id);
+            out.push_str(",\"parameters\":");
+            object(out, &p.parameters);
+        }
+        Payload::ToolCompleted(p) => {
+            field_str(out, true, "tool_name", &p.tool_name);
+            field_str(out, false, "tool_call_id", &p.tool_call_id);
+            out.push_str(",\"result\":");
+            value(out, &p.result);
+            field_num(out, "duration_ms", p.duration_ms);
+            out.push_str(match p.status {
+                ToolStatus::Ok => ",\"status\":\"ok\"",
+                ToolStatus::Error => ",\"status\":\"error\"",
+            });
+        }
+        Payload::AgentResponseChunk(p) => {
+            field_str(out, true, "delta", &p.delta);
+            field_num(out, "index", u64::from(p.index));
+        }
+        Payload::AgentCompleted(p) => {
+            out.push_str("\"result\":");
+            value(out, &p.result);
+            field_num(out, "duration_ms", p.duration_ms);
+        }
+        Payload::AgentError(p) => {
+            field_str(out, true, "code", &p.code);
+            field_str(out, false, "message", &p.message);
+            out.push_str(if p.recoverable {
+                ",\"recoverable\":true"
+            } else {
+                ",\"recoverable\":false"
+            });
+        }
+        Payload::ConnectionEstablished(p) => {
+            field_str(out, true, "connection_id", &p.connection_id);
+            field_str(out, false, "user_id", &p.user_id);
+            field_num(out, "protocol_version", u64::from(p.protocol_version));
+            field_num(out, "heartbeat_interval_ms", p.heartbeat_interval_ms);
+            field_num(out, "max_message_bytes", p.max_message_bytes);
+            field_timestamp(out, false, "server_time", p.server_time);
+            out.push_str(",\"stream\":{");
+            field_str(out, true, "epoch", &p.stream.epoch);
+            field_num(out, "seq", p.stream.seq);
+            out.push('}');
+        }
+        Payload::Pong(p) => field_timestamp(out, true, "server_time", p.server_time),
+        Payload::HeartbeatAck(_) => {}
+        Payload::Error(p) => {
+            field_str(out, true, "code", &p.code);
+            field_str(out, false, "message", &p.message);
+            opt_str(out, "received_type", p.received_type.as_deref());
+            opt_str(out, "field", p.field.as_deref());
+            opt_num(out, "line", p.line);
+            opt_num(out, "column", p.column);
+            opt_num(out, "retry_after_ms", p.retry_after_ms);
+        }
+        Payload::AuthRefreshed(p) => field_timestamp(out, true, "expires_at", p.expires_at),
+        Payload::Other(p) => {
+            // Written as a whole object below.
+            out.pop();
+            object(out, p.payload());
+            return;
+        }
+    }
+    out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_like_serde_json() {
+        let samples = [
+            "",
+            "plain",
+            "quote \" backslash \\ slash /",
+            "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+            "é ü 日本 🎉",
+            "\u{2028}\u{2029}",
+            "0123456789abcdef\"0123456789abcdef",
+            "0123456789abcdef\\0123456789abcdef\u{1}x",
+            "a long clean string of more than eight bytes, twice over, for the fast path",
+        ];
+        for s in samples {
+            let mut out = String::new();
+            string(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        for n in [0, 1, 9, 10, 12_345, u64::MAX] {
+            let mut out = String::new();
+            number(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
+}

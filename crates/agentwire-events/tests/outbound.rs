@@ -1,0 +1,231 @@
+//! Outbound frames: the exact text, the one envelope, encoding once, reading frames back.
+
+use agentwire_events::{
+    AgentThinking, ConnectionEstablished, ErrorCode, ErrorReply, Event, Frame, OtherPayload,
+    PROTOCOL_VERSION, Payload, Stamp, StreamPosition, StreamStamper, Timestamp, ToolCompleted,
+    ToolExecuting, ToolStatus, parse_outbound,
+};
+use agentwire_types::MessageType;
+use serde_json::{Value, json};
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(ms).unwrap()
+}
+
+fn stamp(id: &str, seq: Option<u64>) -> Stamp {
+    Stamp {
+        event_id: id.to_owned(),
+        timestamp: at(1_735_787_045_678),
+        seq,
+    }
+}
+
+#[test]
+fn tool_completed_exact_text() {
+    let frame = Event::in_run(
+        "run_1",
+        ToolCompleted::ok("search", "call_1", json!({"hits": 3}), 12),
+    )
+    .with_thread_id("thread_9")
+    .with_reply_to("m1")
+    .stamp(stamp("evt_1", Some(17)));
+    assert_eq!(
+        frame.to_json(),
+        r#"{"type":"tool_completed","event_id":"evt_1","timestamp":"2025-01-02T03:04:05.678Z","run_id":"run_1","thread_id":"thread_9","seq":17,"reply_to":"m1","payload":{"tool_name":"search","tool_call_id":"call_1","result":{"hits":3},"duration_ms":12,"status":"ok"}}"#
+    );
+}
+
+#[test]
+fn control_frames_exact_text() {
+    let cases = [
+        (
+            Event::pong(at(0)).with_reply_to("m2"),
+            r#"{"type":"pong","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","reply_to":"m2","payload":{"server_time":"1970-01-01T00:00:00.000Z"}}"#,
+        ),
+        (
+            Event::heartbeat_ack(),
+            r#"{"type":"heartbeat_ack","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{}}"#,
+        ),
+        (
+            Event::new(ErrorReply::rate_limited(250)),
+            r#"{"type":"error","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"code":"rate_limited","message":"too many messages; wait retry_after_ms before sending again","retry_after_ms":250}}"#,
+        ),
+        (
+            Event::auth_refreshed(at(1_000)),
+            r#"{"type":"auth_refreshed","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"expires_at":"1970-01-01T00:00:01.000Z"}}"#,
+        ),
+        (
+            Event::connection_established(ConnectionEstablished {
+                connection_id: "c1".into(),
+                user_id: "u1".into(),
+                protocol_version: PROTOCOL_VERSION,
+                heartbeat_interval_ms: 25_000,
+                max_message_bytes: 65_536,
+                server_time: at(0),
+                stream: StreamPosition {
+                    epoch: "ep1".into(),
+                    seq: 0,
+                },
+            }),
+            r#"{"type":"connection_established","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"connection_id":"c1","user_id":"u1","protocol_version":1,"heartbeat_interval_ms":25000,"max_message_bytes":65536,"server_time":"1970-01-01T00:00:00.000Z","stream":{"epoch":"ep1","seq":0}}}"#,
+        ),
+    ];
+    for (event, expected) in cases {
+        let frame = event.stamp(stamp("e", None));
+        assert_eq!(frame.to_json(), expected);
+        assert_eq!(parse_outbound(expected).unwrap(), frame);
+    }
+}
+
+#[test]
+fn every_frame_has_the_one_envelope() {
+    let mut stream = StreamStamper::new();
+    let events = [
+        Event::agent_started("r", "demo", "q"),
+        Event::in_run("r", AgentThinking::new("hmm").with_step(1)),
+        Event::in_run("r", ToolExecuting::new("t", "c").with_parameter("k", 1)),
+        Event::in_run(
+            "r",
+            ToolCompleted::error("t", "c", json!({"error": "boom"}), 5),
+        ),
+        Event::agent_response_chunk("r", "part", 0),
+        Event::agent_completed("r", json!(null), 9),
+        Event::agent_error("r", "cancelled", "cancelled by the client", false),
+        Event::pong(at(0)),
+        Event::heartbeat_ack(),
+        Event::error(ErrorCode::InvalidPayload, "payload.x: bad"),
+        Event::auth_refreshed(at(0)),
+        Event::new(
+            OtherPayload::new(
+                MessageType::ThreadUpdate,
+                json!({"title": "x"}).as_object().unwrap().clone(),
+            )
+            .unwrap(),
+        ),
+    ];
+    let allowed = [
+        "type",
+        "event_id",
+        "timestamp",
+        "run_id",
+        "thread_id",
+        "seq",
+        "reply_to",
+        "payload",
+    ];
+    for event in events {
+        let frame = stream.stamp(event);
+        let value: Value = serde_json::from_str(&frame.to_json()).unwrap();
+        let object = value.as_object().unwrap();
+        for key in object.keys() {
+            assert!(allowed.contains(&key.as_str()), "{key}");
+        }
+        for required in ["type", "event_id", "timestamp", "payload"] {
+            assert!(object.contains_key(required), "{required} in {value}");
+        }
+        assert!(object["payload"].is_object());
+        assert!(
+            !frame.to_json().contains("null")
+                || frame.message_type() == MessageType::AgentCompleted
+        );
+        assert_eq!(object.contains_key("seq"), frame.event().is_stream_event());
+        assert_eq!(object["type"], frame.message_type().as_str());
+        assert_eq!(parse_outbound(&frame.to_json()).unwrap(), frame);
+    }
+}
+
+#[test]
+fn encode_once_and_share() {
+    let mut stream = StreamStamper::resume("ep", 16);
+    let encoded = stream.emit(Event::tool_completed("r", "t", "c", json!([1, 2]), 3));
+    let copies: Vec<_> = (0..100).map(|_| encoded.clone()).collect();
+    let first: std::sync::Arc<str> = copies[0].text();
+    assert!(copies.iter().all(|c| std::ptr::eq(c.as_str(), &*first)));
+    assert_eq!(encoded.seq(), Some(17));
+    assert_eq!(encoded.message_type(), MessageType::ToolCompleted);
+    let frame = parse_outbound(encoded.as_str()).unwrap();
+    assert_eq!(frame.seq(), Some(17));
+    assert!(frame.event_id().starts_with("evt_"));
+    let bytes: &[u8] = encoded.as_ref();
+    assert_eq!(bytes, encoded.as_str().as_bytes());
+}
+
+#[test]
+fn parse_outbound_is_strict() {
+    let good = json!({
+        "type": "agent_thinking", "event_id": "e1", "timestamp": "2025-01-02T03:04:05.678Z",
+        "run_id": "r", "seq": 2, "payload": {"reasoning": "x"}
+    });
+    assert!(parse_outbound(&good.to_string()).is_ok());
+    let bad = |patch: &dyn Fn(&mut Value)| {
+        let mut value = good.clone();
+        patch(&mut value);
+        parse_outbound(&value.to_string()).unwrap_err()
+    };
+    type Patch = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Patch)> = vec![
+        ("type", Box::new(|v| v["type"] = json!("agent_thinking_x"))),
+        ("alias", Box::new(|v| v["type"] = json!("AGENT_THINKING"))),
+        ("alias", Box::new(|v| v["type"] = json!("tool_started"))),
+        (
+            "never sent by a server",
+            Box::new(|v| v["type"] = json!("start_agent")),
+        ),
+        (
+            "event_id",
+            Box::new(|v| drop(v.as_object_mut().unwrap().remove("event_id"))),
+        ),
+        (
+            "timestamp",
+            Box::new(|v| v["timestamp"] = json!(1_735_787_045)),
+        ),
+        (
+            "timestamp",
+            Box::new(|v| v["timestamp"] = json!("2025-01-02T03:04:05.678")),
+        ),
+        ("run_id", Box::new(|v| v["run_id"] = Value::Null)),
+        ("seq", Box::new(|v| v["seq"] = json!(-1))),
+        (
+            "payload",
+            Box::new(|v| drop(v.as_object_mut().unwrap().remove("payload"))),
+        ),
+        ("payload", Box::new(|v| v["payload"] = json!([]))),
+        ("reasoning", Box::new(|v| v["payload"] = json!({"step": 1}))),
+    ];
+    for (needle, patch) in cases {
+        let err = bad(&*patch);
+        assert_eq!(err.code(), "invalid_frame");
+        assert!(
+            err.message().contains(needle),
+            "{needle}: {}",
+            err.message()
+        );
+    }
+    assert_eq!(parse_outbound("{").unwrap_err().code(), "invalid_json");
+    // Unknown fields are ignored (forward compatibility).
+    let mut extra = good.clone();
+    extra["new_field"] = json!(1);
+    extra["payload"]["new_field"] = json!(1);
+    assert!(parse_outbound(&extra.to_string()).is_ok());
+}
+
+#[test]
+fn frames_deserialize_through_serde() {
+    let frame = Event::agent_completed("r", json!({"answer": 42}), 7).stamp(stamp("e9", Some(3)));
+    let back: Frame = serde_json::from_value(serde_json::to_value(&frame).unwrap()).unwrap();
+    assert_eq!(back, frame);
+    assert!(matches!(back.payload(), Payload::AgentCompleted(p) if p.duration_ms == 7));
+}
+
+#[test]
+fn other_payload_refuses_typed_and_client_types() {
+    let empty = serde_json::Map::new();
+    let err = OtherPayload::new(MessageType::ToolCompleted, empty.clone()).unwrap_err();
+    assert_eq!(err.code(), "not_a_generic_type");
+    assert!(OtherPayload::new(MessageType::StartAgent, empty.clone()).is_err());
+    assert!(OtherPayload::new(MessageType::SystemMessage, empty).is_ok());
+    assert_eq!(
+        serde_json::to_string(&ToolStatus::Error).unwrap(),
+        r#""error""#
+    );
+}
