@@ -12,7 +12,9 @@ use crate::error::UnknownMessageType;
 use crate::message_type::MessageType;
 
 /// Longest name the table can hold; longer input is unknown without being looked at.
-const MAX_NAME: usize = 48;
+/// (The longest name, `isolated_connection_established`, has 31 bytes; a test keeps every name
+/// within this.)
+const MAX_NAME: usize = 32;
 /// Slots in the table (a power of two, well over twice the number of names).
 const SLOTS: usize = 512;
 
@@ -91,8 +93,6 @@ impl Key {
             0xC2B2_AE3D_27D4_EB4F,
             0x1656_67B1_9E37_79F9,
             0x85EB_CA77_C2B2_AE63,
-            0x27D4_EB2F_1656_67C5,
-            0xFF51_AFD7_ED55_8CCD,
         ];
         let h = self
             .words
