@@ -1,1 +1,75 @@
-//! agentwire-server (in progress).
+//! The agentwire server: the WebSocket layer of an AI-agent chat product, ready to run.
+//!
+//! It composes the protocol crates (`agentwire-types`, `-auth`, `-events`, `-state`) and adds
+//! only transport, routing and lifecycle:
+//!
+//! - [`Server::router`]: an axum [`Router`](axum::Router) with `GET /ws` and `GET /websocket`
+//!   (the same endpoint), `GET /ws/health`, `GET /ws/config` and `GET /metrics`, to serve on
+//!   its own ([`Server::serve`]) or mount next to a service's own routes;
+//! - [`Handler`]: what a service implements to act on requests (the [`DemoAgent`] is the
+//!   default), with [`Run`] to emit a run's events;
+//! - [`Emitter`]: sends events to all of a user's open connections from any task, through a
+//!   [`Delivery`] (in-process by default; a broker can implement it for several nodes);
+//! - [`Config`]: limits, timeouts and handshake policy with safe defaults.
+//!
+//! The wire contract is `docs/protocol.md`; operating it is `docs/operations.md`.
+//!
+//! ```no_run
+//! use agentwire_auth::{Key, Validator};
+//! use agentwire_server::{Handler, Run, Server};
+//! use serde_json::json;
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     async fn run(&self, run: Run) {
+//!         run.started("echo");
+//!         let text = run.request().text.to_string();
+//!         run.completed(json!({ "echo": text }));
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let validator = Validator::builder()
+//!     .key(Key::hmac(std::env::var("JWT_SECRET")?)?)
+//!     .build()?;
+//! let server = Server::builder(validator).handler(Echo).build();
+//!
+//! // Mount next to your own routes...
+//! let app = axum::Router::new()
+//!     .route("/healthz", axum::routing::get(|| async { "ok" }))
+//!     .merge(server.router());
+//! # let _ = app;
+//! // ...or serve it alone, with graceful shutdown on Ctrl-C.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod connection;
+mod dispatch;
+mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+mod handler;
+mod handshake;
+mod http;
+mod hub;
+mod metrics;
+mod ratelimit;
+mod server;
+
+pub use config::{
+    Config, ConfigBuilder, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RATE_LIMIT_PER_SEC,
+};
+pub use error::{ConfigError, HandlerError, ServeError};
+pub use handler::{DemoAgent, Handler, MessageContext, Run};
+pub use hub::{Delivered, Delivery, Emitter};
+pub use server::{Server, ServerBuilder};
+
+/// The README's Rust examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,395 @@
+//! Server configuration: limits, timeouts and handshake policy, with safe defaults.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Limits and policies of a [`Server`](crate::Server).
+///
+/// Build one with [`Config::builder`]; [`Config::default`] is the documented defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use agentwire_server::Config;
+///
+/// let config = Config::builder()
+///     .heartbeat_interval(Duration::from_secs(20))
+///     .max_connections_per_user(4)
+///     .allowed_origin("https://app.example.com")
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.max_message_bytes(), 64 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_connections_per_user: usize,
+    pub(crate) rate_limit_per_sec: u32,
+    pub(crate) rate_limit_burst: u32,
+    pub(crate) rate_limit_strikes: u32,
+    pub(crate) outbound_queue_frames: usize,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_runs_per_connection: usize,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) allow_query_token: bool,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) io_buffer_bytes: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_pending_handshakes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) service_name: String,
+}
+
+/// Default heartbeat interval: inside the 30 s idle timeout common load balancers use.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(25);
+/// Default largest inbound message.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Default connections per user; the next one is closed 4409.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 10;
+/// Default inbound messages per second per connection.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            pong_timeout: Duration::from_secs(10),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: 2 * DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_strikes: 50,
+            outbound_queue_frames: 256,
+            write_timeout: Duration::from_secs(10),
+            max_runs_per_connection: 16,
+            allowed_origins: Vec::new(),
+            allow_query_token: false,
+            shutdown_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(2),
+            io_buffer_bytes: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_pending_handshakes: 4096,
+            max_connections: 100_000,
+            service_name: "agentwire".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
+    /// How often the server pings each connection.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+
+    /// How long a ping may go unanswered before the connection is dropped.
+    pub fn pong_timeout(&self) -> Duration {
+        self.pong_timeout
+    }
+
+    /// The largest inbound message; a larger one closes the connection with 1009.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// Open connections allowed per user; the next one is closed with 4409.
+    pub fn max_connections_per_user(&self) -> usize {
+        self.max_connections_per_user
+    }
+
+    /// Inbound messages per second per connection (0: no limit).
+    pub fn rate_limit_per_sec(&self) -> u32 {
+        self.rate_limit_per_sec
+    }
+
+    /// Messages a connection may send in a burst above the steady rate.
+    pub fn rate_limit_burst(&self) -> u32 {
+        self.rate_limit_burst
+    }
+
+    /// Frames that may wait for one connection before it is closed as a slow consumer (4008).
+    pub fn outbound_queue_frames(&self) -> usize {
+        self.outbound_queue_frames
+    }
+
+    /// Runs one connection may have in flight at once.
+    pub fn max_runs_per_connection(&self) -> usize {
+        self.max_runs_per_connection
+    }
+
+    /// Browser origins allowed to connect; empty allows any.
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.allowed_origins
+    }
+
+    /// Whether `?token=` is read (off by default: query strings end up in access logs).
+    pub fn allow_query_token(&self) -> bool {
+        self.allow_query_token
+    }
+
+    /// How long a shutdown waits for connections to close.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// How long a client may take to send its HTTP request head (the upgrade request).
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// The largest HTTP request head (request line and headers) read before answering 431.
+    pub fn max_header_bytes(&self) -> usize {
+        self.max_header_bytes
+    }
+
+    /// TCP connections that may be in the HTTP phase (before the upgrade) at once; more are
+    /// closed at accept.
+    pub fn max_pending_handshakes(&self) -> usize {
+        self.max_pending_handshakes
+    }
+
+    /// Open WebSocket connections the server holds at most; more are closed at accept.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The service name reported by `/ws/health`.
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
+
+    pub(crate) fn origin_allowed(&self, origin: &[u8]) -> bool {
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed.as_bytes().eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Builds a [`Config`]; every setting starts at its default.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// How often the server pings each connection (default 25 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a ping may go unanswered before the connection is dropped (default 10 s).
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pong_timeout = timeout;
+        self
+    }
+
+    /// The largest inbound message (default 64 KiB).
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_message_bytes = bytes;
+        self
+    }
+
+    /// Open connections allowed per user (default 10).
+    pub fn max_connections_per_user(mut self, max: usize) -> Self {
+        self.config.max_connections_per_user = max;
+        self
+    }
+
+    /// Inbound messages per second per connection; 0 turns the limit off (default 20).
+    /// The burst allowance follows at twice the rate unless set after this.
+    pub fn rate_limit_per_sec(mut self, per_sec: u32) -> Self {
+        self.config.rate_limit_per_sec = per_sec;
+        self.config.rate_limit_burst = per_sec.saturating_mul(2);
+        self
+    }
+
+    /// Messages a connection may send in a burst above the steady rate.
+    pub fn rate_limit_burst(mut self, burst: u32) -> Self {
+        self.config.rate_limit_burst = burst;
+        self
+    }
+
+    /// Rate-limited messages a connection may send, without a pause that refills its
+    /// allowance, before it is closed with 4429 (default 50).
+    pub fn rate_limit_strikes(mut self, strikes: u32) -> Self {
+        self.config.rate_limit_strikes = strikes;
+        self
+    }
+
+    /// Frames that may wait for one connection (default 256); past that it is closed 4008.
+    pub fn outbound_queue_frames(mut self, frames: usize) -> Self {
+        self.config.outbound_queue_frames = frames;
+        self
+    }
+
+    /// How long one write may block before the peer is closed as a slow consumer (default 10 s).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// Runs one connection may have in flight at once (default 16).
+    pub fn max_runs_per_connection(mut self, max: usize) -> Self {
+        self.config.max_runs_per_connection = max;
+        self
+    }
+
+    /// Allows a browser origin (repeatable). Once any is set, other origins get HTTP 403;
+    /// requests without `Origin` (non-browser clients) still pass.
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Reads `?token=` as a last resort (default off: query strings end up in access logs).
+    pub fn allow_query_token(mut self, allow: bool) -> Self {
+        self.config.allow_query_token = allow;
+        self
+    }
+
+    /// How long a shutdown waits for connections to close (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long the server waits for the peer's answer to its close frame (default 2 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Size of each connection's read buffer and write threshold (default 4 KiB). Messages up
+    /// to the maximum size are still read; the buffer only grows while one is.
+    pub fn io_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.config.io_buffer_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send its upgrade request head (default 10 s): slow or
+    /// silent connections are closed after it.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// The largest HTTP request head accepted (default 64 KiB, at least 8 KiB).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_header_bytes = bytes;
+        self
+    }
+
+    /// TCP connections allowed in the HTTP phase at once (default 4096).
+    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
+        self.config.max_pending_handshakes = max;
+        self
+    }
+
+    /// Open WebSocket connections allowed in all (default 100,000).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// The service name `/ws/health` reports (default `agentwire`).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.config.service_name = name.into();
+        self
+    }
+
+    /// Checks the settings and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first setting out of range.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let c = self.config;
+        let check = |ok: bool, setting: &'static str, expected: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { setting, expected })
+            }
+        };
+        check(
+            !c.heartbeat_interval.is_zero(),
+            "heartbeat_interval",
+            "more than zero",
+        )?;
+        check(!c.pong_timeout.is_zero(), "pong_timeout", "more than zero")?;
+        check(
+            (256..=16 * 1024 * 1024).contains(&c.max_message_bytes),
+            "max_message_bytes",
+            "between 256 bytes and 16 MiB",
+        )?;
+        check(
+            c.max_connections_per_user >= 1,
+            "max_connections_per_user",
+            "at least 1",
+        )?;
+        check(
+            c.rate_limit_per_sec == 0 || c.rate_limit_burst >= 1,
+            "rate_limit_burst",
+            "at least 1 when a rate limit is set",
+        )?;
+        check(
+            c.outbound_queue_frames >= 1,
+            "outbound_queue_frames",
+            "at least 1",
+        )?;
+        check(
+            !c.write_timeout.is_zero(),
+            "write_timeout",
+            "more than zero",
+        )?;
+        check(
+            c.max_runs_per_connection >= 1,
+            "max_runs_per_connection",
+            "at least 1",
+        )?;
+        check(
+            (512..=1024 * 1024).contains(&c.io_buffer_bytes),
+            "io_buffer_bytes",
+            "between 512 bytes and 1 MiB",
+        )?;
+        check(
+            !c.handshake_timeout.is_zero(),
+            "handshake_timeout",
+            "more than zero",
+        )?;
+        check(
+            (8 * 1024..=1024 * 1024).contains(&c.max_header_bytes),
+            "max_header_bytes",
+            "between 8 KiB and 1 MiB",
+        )?;
+        check(
+            c.max_pending_handshakes >= 1,
+            "max_pending_handshakes",
+            "at least 1",
+        )?;
+        check(c.max_connections >= 1, "max_connections", "at least 1")?;
+        for origin in &c.allowed_origins {
+            check(
+                !origin.is_empty() && origin.bytes().all(|b| b.is_ascii_graphic()),
+                "allowed_origin",
+                "a non-empty origin such as https://app.example.com",
+            )?;
+        }
+        Ok(c)
+    }
+}

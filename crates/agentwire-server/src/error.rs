@@ -1,0 +1,70 @@
+//! The errors of this crate.
+
+/// A configuration value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting is outside the range it allows.
+    #[error("invalid setting {setting}: expected {expected}")]
+    OutOfRange {
+        /// The setting's name.
+        setting: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// A stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::OutOfRange { .. } => "invalid_config",
+        }
+    }
+}
+
+/// Why a handler could not start a run, or what it reports instead of the events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) recoverable: bool,
+}
+
+impl HandlerError {
+    /// An error with a stable machine `code` and a human `message`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        HandlerError {
+            code,
+            message: message.into(),
+            recoverable: false,
+        }
+    }
+
+    /// Marks the error as recoverable (the client may retry).
+    #[must_use]
+    pub fn recoverable(mut self) -> Self {
+        self.recoverable = true;
+        self
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Whether the client may retry.
+    pub fn is_recoverable(&self) -> bool {
+        self.recoverable
+    }
+}
+
+/// The server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Binding or serving the listener failed.
+    #[error("i/o error while serving: {0}")]
+    Io(#[from] std::io::Error),
+}

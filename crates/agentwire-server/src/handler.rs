@@ -1,0 +1,304 @@
+//! What a service plugs in: the [`Handler`] that acts on requests, and the demo agent.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use agentwire_events::{Event, OtherRequest, Payload, RunRequest, ToolExecuting};
+use agentwire_types::MessageType;
+use serde_json::json;
+
+use crate::error::HandlerError;
+use crate::hub::{Delivered, Emitter};
+
+/// Acts on clients' requests. Implement it to put a real agent behind the server.
+///
+/// The server calls [`run`](Self::run) for every `start_agent` and `user_message` (and their
+/// aliases), on a task of its own, and guarantees the run's shape on the wire: if the handler
+/// returns without a terminal event, panics, or the client cancels, the server ends the run
+/// with `agent_error` itself. Other types a client may send reach
+/// [`on_message`](Self::on_message), which by default refuses them.
+///
+/// ```
+/// use agentwire_server::{Handler, Run};
+/// use serde_json::json;
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     async fn run(&self, run: Run) {
+///         run.started("echo");
+///         let text = run.request().text.to_string();
+///         run.completed(json!({ "echo": text }));
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Carries out one run, emitting its events through `run`.
+    fn run(&self, run: Run) -> impl Future<Output = ()> + Send;
+
+    /// Handles a client-sendable type other than the run requests and the server's own control
+    /// messages (ping, heartbeat, auth_refresh, cancel_agent).
+    ///
+    /// The default refuses every such type with `unsupported_message_type`.
+    fn on_message(
+        &self,
+        context: MessageContext,
+        request: OtherRequest<'static>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = context;
+        let message_type = request.message_type();
+        async move {
+            Err(HandlerError::new(
+                "unsupported_message_type",
+                format!("this server does not handle {message_type} messages"),
+            ))
+        }
+    }
+
+    /// Whether [`on_message`](Self::on_message) handles `message_type`; the server answers
+    /// `unsupported_message_type` at once for the others, without spawning a task.
+    fn handles(&self, message_type: MessageType) -> bool {
+        let _ = message_type;
+        false
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// [`Handler`] with its futures boxed, so the server can hold any handler behind one pointer.
+pub(crate) trait ErasedHandler: Send + Sync + 'static {
+    fn run(self: Arc<Self>, run: Run) -> BoxFuture<()>;
+    fn on_message(
+        self: Arc<Self>,
+        context: MessageContext,
+        request: OtherRequest<'static>,
+    ) -> BoxFuture<Result<(), HandlerError>>;
+    fn handles(&self, message_type: MessageType) -> bool;
+}
+
+impl<H: Handler> ErasedHandler for H {
+    fn run(self: Arc<Self>, run: Run) -> BoxFuture<()> {
+        Box::pin(async move { Handler::run(&*self, run).await })
+    }
+
+    fn on_message(
+        self: Arc<Self>,
+        context: MessageContext,
+        request: OtherRequest<'static>,
+    ) -> BoxFuture<Result<(), HandlerError>> {
+        Box::pin(async move { Handler::on_message(&*self, context, request).await })
+    }
+
+    fn handles(&self, message_type: MessageType) -> bool {
+        Handler::handles(self, message_type)
+    }
+}
+
+/// Who sent a request, for [`Handler::on_message`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MessageContext {
+    /// The authenticated user.
+    pub user_id: Arc<str>,
+    /// The connection the request came on.
+    pub connection_id: Arc<str>,
+    /// The client's `message_id`, if it sent one.
+    pub message_id: Option<String>,
+    /// An emitter for answering on the user's stream.
+    pub emitter: Emitter,
+}
+
+/// One agent run: the request, its identity, and the means to emit its events.
+///
+/// Cheap to clone (a reference count), so a handler can emit from tasks of its own. Every
+/// event emitted through a `Run` carries its `run_id` (and `thread_id`, when the request
+/// had one) and goes to all the user's connections.
+#[derive(Clone)]
+pub struct Run {
+    inner: Arc<RunInner>,
+}
+
+pub(crate) struct RunInner {
+    pub(crate) run_id: Arc<str>,
+    pub(crate) user_id: Arc<str>,
+    pub(crate) connection_id: Arc<str>,
+    pub(crate) thread_id: Option<String>,
+    pub(crate) reply_to: Option<String>,
+    pub(crate) kind: MessageType,
+    pub(crate) request: RunRequest<'static>,
+    pub(crate) emitter: Emitter,
+    pub(crate) ended: AtomicBool,
+    pub(crate) started_at: Instant,
+}
+
+impl From<RunInner> for Run {
+    fn from(inner: RunInner) -> Self {
+        Run {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl Run {
+    /// The run's id (`run_id` on every event).
+    pub fn run_id(&self) -> &str {
+        &self.inner.run_id
+    }
+
+    /// The authenticated user who asked for the run.
+    pub fn user_id(&self) -> &str {
+        &self.inner.user_id
+    }
+
+    /// The connection the request came on.
+    pub fn connection_id(&self) -> &str {
+        &self.inner.connection_id
+    }
+
+    /// The thread the run belongs to, if the request named one.
+    pub fn thread_id(&self) -> Option<&str> {
+        self.inner.thread_id.as_deref()
+    }
+
+    /// `start_agent` or `user_message`: what kind of request started the run.
+    pub fn kind(&self) -> MessageType {
+        self.inner.kind
+    }
+
+    /// The request: its text, agent name, thread and context.
+    pub fn request(&self) -> &RunRequest<'static> {
+        &self.inner.request
+    }
+
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.inner.started_at.elapsed()
+    }
+
+    /// Whether a terminal event (`agent_completed` or `agent_error`) was emitted.
+    pub fn is_ended(&self) -> bool {
+        self.inner.ended.load(Ordering::Acquire)
+    }
+
+    /// Emits one event of this run. Events after the terminal one are dropped (the run is
+    /// over on the wire), and so reported as delivered to no connection.
+    pub fn emit(&self, payload: impl Into<Payload>) -> Delivered {
+        let payload = payload.into();
+        let terminal = payload.message_type().is_terminal_event();
+        if terminal {
+            if self.inner.ended.swap(true, Ordering::AcqRel) {
+                return Delivered::default();
+            }
+        } else if self.is_ended() {
+            return Delivered::default();
+        }
+        let mut event = Event::in_run(&*self.inner.run_id, payload);
+        if let Some(thread_id) = &self.inner.thread_id {
+            event = event.with_thread_id(thread_id.clone());
+        }
+        if let Some(reply_to) = &self.inner.reply_to {
+            event = event.with_reply_to(reply_to.clone());
+        }
+        self.inner.emitter.emit(&self.inner.user_id, event)
+    }
+
+    /// Emits `agent_started` for `agent_name` with the request text.
+    pub fn started(&self, agent_name: &str) -> Delivered {
+        self.emit(agentwire_events::AgentStarted::new(
+            agent_name,
+            self.inner.request.text.to_string(),
+        ))
+    }
+
+    /// Emits `agent_completed` with `result` and the time since the request arrived.
+    pub fn completed(&self, result: serde_json::Value) -> Delivered {
+        let duration_ms = u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.emit(agentwire_events::AgentCompleted::new(result, duration_ms))
+    }
+
+    /// Emits `agent_error` (terminal).
+    pub fn failed(&self, error: &HandlerError) -> Delivered {
+        self.emit(agentwire_events::AgentError::new(
+            error.code(),
+            error.to_string(),
+            error.is_recoverable(),
+        ))
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("run_id", &self.inner.run_id)
+            .field("user_id", &self.inner.user_id)
+            .field("kind", &self.inner.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default handler: a demo agent that shows the whole event flow.
+///
+/// For each run it emits `agent_started`, `agent_thinking`, `tool_executing`,
+/// `tool_completed` and `agent_completed` (whose result echoes the request), pausing `step`
+/// between events (zero for benchmarks).
+#[derive(Clone, Debug)]
+pub struct DemoAgent {
+    step: Duration,
+}
+
+impl DemoAgent {
+    /// The agent's name in `agent_started` when the request names none.
+    pub const NAME: &'static str = "demo";
+
+    /// A demo agent pausing `step` between events.
+    pub fn new(step: Duration) -> Self {
+        DemoAgent { step }
+    }
+
+    async fn pause(&self) {
+        if !self.step.is_zero() {
+            tokio::time::sleep(self.step).await;
+        }
+    }
+}
+
+impl Default for DemoAgent {
+    fn default() -> Self {
+        DemoAgent::new(Duration::from_millis(100))
+    }
+}
+
+impl Handler for DemoAgent {
+    async fn run(&self, run: Run) {
+        let agent = run
+            .request()
+            .agent_name
+            .as_deref()
+            .unwrap_or(DemoAgent::NAME)
+            .to_owned();
+        let text = run.request().text.to_string();
+        run.started(&agent);
+        self.pause().await;
+        run.emit(
+            agentwire_events::AgentThinking::new(format!("Looking up an answer to: {text}"))
+                .with_step(1),
+        );
+        self.pause().await;
+        let call_id = format!("call_{}", run.run_id());
+        run.emit(ToolExecuting::new("echo", call_id.clone()).with_parameter("text", text.clone()));
+        let tool_started = Instant::now();
+        self.pause().await;
+        let tool_ms = u64::try_from(tool_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        run.emit(agentwire_events::ToolCompleted::ok(
+            "echo",
+            call_id,
+            json!({ "text": text }),
+            tool_ms,
+        ));
+        self.pause().await;
+        run.completed(json!({ "response": format!("You said: {text}") }));
+    }
+}

@@ -1,0 +1,126 @@
+//! The WebSocket endpoint: checks before the upgrade, then the upgrade itself.
+//!
+//! Order of checks: draining (503), `Origin` (403), the shape of the subprotocol offer and
+//! credential (400), the WebSocket upgrade headers (axum's rejection), then the token. A bad
+//! token does not refuse the upgrade: the connection opens (answering `jwt-auth` when it was
+//! offered), gets one `error` frame and closes 4401, so a browser can tell why.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use agentwire_auth::{AuthError, HandshakeRequest, ProtocolOffer};
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::connection::{self, Accepted};
+use crate::server::Shared;
+
+/// Longest `Origin` kept for logs.
+const MAX_LOGGED_ORIGIN: usize = 256;
+
+pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let accepted_at = Instant::now();
+    let (mut parts, _body) = request.into_parts();
+
+    if shared.is_draining() {
+        shared.metrics.handshake_rejected("draining");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down; connect again shortly",
+        );
+    }
+
+    let origin_header = parts.headers.get(header::ORIGIN);
+    if let Some(origin) = origin_header
+        && !shared.config.origin_allowed(origin.as_bytes())
+    {
+        shared.metrics.handshake_rejected("origin_not_allowed");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this Origin is not on the server's allow-list",
+        );
+    }
+    let origin = origin_header.and_then(|o| {
+        let text = o.to_str().ok()?;
+        Some(text.get(..MAX_LOGGED_ORIGIN).unwrap_or(text).to_owned())
+    });
+
+    let negotiation = ProtocolOffer::parse(parts.headers.get_all(header::SEC_WEBSOCKET_PROTOCOL))
+        .and_then(|offer| {
+            HandshakeRequest::new()
+                .offer(offer)
+                .authorization(
+                    parts
+                        .headers
+                        .get(header::AUTHORIZATION)
+                        .map(HeaderValue::as_bytes),
+                )
+                .query(parts.uri.query())
+                .allow_query_token(shared.config.allow_query_token)
+                .max_token_bytes(shared.validator.max_token_bytes())
+                .negotiate()
+        });
+    let negotiation = match negotiation {
+        Ok(negotiation) => negotiation,
+        Err(error) => {
+            shared.metrics.handshake_rejected(error.code());
+            return refuse_auth(&error);
+        }
+    };
+
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            shared.metrics.handshake_rejected("not_a_websocket_upgrade");
+            return rejection.into_response();
+        }
+    };
+
+    let auth = shared.validator.authenticate(&negotiation);
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+
+    let config = &shared.config;
+    let mut upgrade = upgrade
+        .read_buffer_size(config.io_buffer_bytes)
+        .write_buffer_size(config.io_buffer_bytes)
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes);
+    if let Some(protocol) = negotiation.protocol() {
+        // Only ever the marker: never a protocol that carries the token.
+        upgrade = upgrade.protocols([protocol]);
+    }
+    drop(negotiation);
+
+    let accepted = Accepted {
+        auth,
+        remote,
+        origin,
+        accepted_at,
+    };
+    upgrade
+        .on_failed_upgrade(|error| {
+            tracing::debug!(target: "agentwire::handshake", %error, "upgrade failed");
+        })
+        .on_upgrade(move |socket| connection::serve(shared, socket, accepted))
+}
+
+/// An HTTP refusal with a JSON body `{code, message}`.
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// The HTTP refusal for an authentication error found before the upgrade.
+fn refuse_auth(error: &AuthError) -> Response {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    refuse(status, error.code(), &error.to_string())
+}

@@ -1,0 +1,77 @@
+//! The HTTP endpoints next to the WebSocket: health, client configuration, metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::server::Shared;
+
+/// `GET /ws/health`: 200 `healthy`, or 503 `draining` once shutdown has begun.
+pub(crate) async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let draining = shared.is_draining();
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let metrics = &shared.metrics;
+    let body = json!({
+        "status": if draining { "draining" } else { "healthy" },
+        "service": shared.config.service_name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol_version": 1,
+        "uptime_s": shared.started.elapsed().as_secs(),
+        "connections": {
+            "active": metrics.connections_active.load(Relaxed),
+            "total": metrics.connections_total.load(Relaxed),
+            "users": shared.hub.users(),
+        },
+    });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /ws/config`: what a client needs to connect. Never a secret.
+pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
+    let c = &shared.config;
+    let mut auth_methods = vec!["subprotocol", "bearer"];
+    if c.allow_query_token {
+        auth_methods.push("query");
+    }
+    let body = json!({
+        "protocol_version": 1,
+        "endpoints": ["/ws", "/websocket"],
+        "subprotocol": agentwire_auth::MARKER_PROTOCOL,
+        "token_protocol_prefixes": [
+            agentwire_auth::JWT_PROTOCOL_PREFIX,
+            agentwire_auth::BEARER_PROTOCOL_PREFIX,
+        ],
+        "auth_methods": auth_methods,
+        "heartbeat_interval_ms": u64::try_from(c.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+        "max_message_bytes": c.max_message_bytes,
+        "limits": {
+            "max_connections_per_user": c.max_connections_per_user,
+            "rate_limit_per_sec": c.rate_limit_per_sec,
+            "rate_limit_burst": c.rate_limit_burst,
+            "outbound_queue_frames": c.outbound_queue_frames,
+            "max_runs_per_connection": c.max_runs_per_connection,
+        },
+    });
+    Json(body).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}

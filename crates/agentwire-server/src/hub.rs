@@ -1,0 +1,231 @@
+//! User streams: which connections each user has open, and delivery of events to all of them.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agentwire_events::{EncodedFrame, Event, StreamPosition, StreamStamper};
+use agentwire_types::MessageType;
+use axum::body::Bytes;
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+/// Delivers events to a user's stream: every connection that user has open.
+///
+/// The server delivers in-process ([`Server::emitter`](crate::Server::emitter)); a multi-node
+/// deployment implements this trait over its broker (publish here, deliver to local
+/// connections on every node) without touching handlers or connection code.
+pub trait Delivery: Send + Sync + 'static {
+    /// Stamps `event` on `user_id`'s stream (next `seq`, fresh `event_id`, current time),
+    /// encodes it once and hands it to each of the user's connections.
+    fn deliver(&self, user_id: &str, event: Event) -> Delivered;
+}
+
+/// What a [`Delivery`] did with one event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivered {
+    /// Connections the event was queued for.
+    pub connections: usize,
+    /// The `seq` it got on the user's stream; `None` when the user has no stream here (no open
+    /// connection), in which case the event was dropped.
+    pub seq: Option<u64>,
+}
+
+/// Sends events to users' streams from any task. Cheap to clone.
+///
+/// ```
+/// # fn demo(emitter: agentwire_server::Emitter) {
+/// use agentwire_events::Event;
+///
+/// let delivered = emitter.emit("user_42", Event::agent_thinking("run_7", "checking the forecast"));
+/// println!("queued for {} connections", delivered.connections);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Emitter {
+    delivery: Arc<dyn Delivery>,
+}
+
+impl Emitter {
+    /// An emitter over any [`Delivery`].
+    pub fn new(delivery: Arc<dyn Delivery>) -> Self {
+        Emitter { delivery }
+    }
+
+    /// Emits `event` to every open connection of `user_id`.
+    pub fn emit(&self, user_id: &str, event: Event) -> Delivered {
+        self.delivery.deliver(user_id, event)
+    }
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter").finish_non_exhaustive()
+    }
+}
+
+/// One frame queued for a connection: the shared text and what to count it as.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    pub(crate) text: Utf8Bytes,
+    pub(crate) message_type: MessageType,
+}
+
+impl Outbound {
+    /// Wraps an encoded frame without copying its text: the bytes are shared with every other
+    /// connection that receives the same frame.
+    pub(crate) fn new(frame: EncodedFrame) -> Outbound {
+        let message_type = frame.message_type();
+        let bytes = Bytes::from_owner(frame);
+        // The frame was serialized from Rust strings, so it is UTF-8; the check is one pass
+        // per event (not per connection).
+        let text = Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static(""));
+        Outbound { text, message_type }
+    }
+}
+
+struct Slot {
+    connection: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+struct UserStream {
+    /// The map's key, kept here too so a registration can share it without allocating.
+    user_id: Arc<str>,
+    stamper: StreamStamper,
+    slots: Vec<Slot>,
+}
+
+type Shard = Mutex<HashMap<Arc<str>, UserStream>>;
+
+/// The in-process [`Delivery`]: users' streams, sharded by user id.
+pub(crate) struct Hub {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    queue_frames: usize,
+    metrics: Arc<Metrics>,
+}
+
+const SHARDS: usize = 64;
+
+/// Why [`Hub::register`] refused a connection.
+pub(crate) struct TooManyConnections;
+
+impl Hub {
+    pub(crate) fn new(queue_frames: usize, metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            queue_frames,
+            metrics,
+        }
+    }
+
+    fn shard(&self, user_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, UserStream>> {
+        let index = self.hasher.hash_one(user_id) as usize % SHARDS;
+        // A panic while holding a shard cannot leave a stream half-updated in a way that
+        // matters more than losing every later delivery; go on with the data.
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection to `user_id`'s stream, unless the user already has `max` open.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        user_id: &str,
+        connection: u64,
+        max: usize,
+    ) -> Result<(Registration, mpsc::Receiver<Outbound>, StreamPosition), TooManyConnections> {
+        let mut shard = self.shard(user_id);
+        let stream = match shard.get_mut(user_id) {
+            Some(stream) if stream.slots.len() >= max => return Err(TooManyConnections),
+            Some(stream) => stream,
+            None => {
+                let key: Arc<str> = Arc::from(user_id);
+                shard.entry(key.clone()).or_insert(UserStream {
+                    user_id: key,
+                    stamper: StreamStamper::new(),
+                    slots: Vec::new(),
+                })
+            }
+        };
+        let key = Arc::clone(&stream.user_id);
+        let (tx, rx) = mpsc::channel(self.queue_frames);
+        stream.slots.push(Slot { connection, tx });
+        let position = stream.stamper.position();
+        drop(shard);
+        let registration = Registration {
+            hub: Arc::clone(self),
+            user_id: key,
+            connection,
+        };
+        Ok((registration, rx, position))
+    }
+
+    fn unregister(&self, user_id: &str, connection: u64) {
+        let mut shard = self.shard(user_id);
+        if let Some(stream) = shard.get_mut(user_id) {
+            stream.slots.retain(|slot| slot.connection != connection);
+            if stream.slots.is_empty() {
+                shard.remove(user_id);
+            }
+        }
+    }
+
+    /// Users with at least one open connection.
+    pub(crate) fn users(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+}
+
+impl Delivery for Hub {
+    fn deliver(&self, user_id: &str, event: Event) -> Delivered {
+        let mut shard = self.shard(user_id);
+        let Some(stream) = shard.get_mut(user_id) else {
+            return Delivered::default();
+        };
+        // Stamped, encoded and queued under the user's lock, so every connection sees the
+        // stream's events in `seq` order.
+        let frame = stream.stamper.emit(event);
+        let seq = frame.seq();
+        let outbound = Outbound::new(frame);
+        let mut connections = 0;
+        stream
+            .slots
+            .retain(|slot| match slot.tx.try_send(outbound.clone()) {
+                Ok(()) => {
+                    connections += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // A consumer that cannot keep up loses its place on the stream: dropping the
+                    // sender ends its queue, and the connection closes itself with 4008 once it
+                    // has written what was already queued.
+                    self.metrics.queue_drops.fetch_add(1, Relaxed);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        self.metrics.events_emitted.fetch_add(1, Relaxed);
+        Delivered { connections, seq }
+    }
+}
+
+/// A connection's place on its user's stream; leaving it (drop) removes the connection.
+pub(crate) struct Registration {
+    hub: Arc<Hub>,
+    user_id: Arc<str>,
+    connection: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.user_id, self.connection);
+    }
+}

@@ -1,0 +1,315 @@
+//! `agentwire`: run the server (`serve`), mint a test token (`token`), check an endpoint
+//! (`probe`) or measure one (`load`, against the hidden bare `baseline` server).
+//!
+//! Every `serve` flag also reads an `AGENTWIRE_*` environment variable; see
+//! `agentwire serve --help` and docs/operations.md.
+
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agentwire_auth::testing::{Claims, SigningKey, offer_header};
+use agentwire_auth::{Algorithm, Key, Validator};
+use agentwire_server::{Config, DemoAgent, Server};
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod logging;
+
+#[derive(Parser)]
+#[command(name = "agentwire", version, about = "The agentwire WebSocket server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<ServeArgs>),
+    /// Mint an HS256 token (for tests and local clients).
+    Token(TokenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AGENTWIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// HMAC secret for HS256/384/512 tokens (at least 32 bytes).
+    #[arg(long, env = "AGENTWIRE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM file with the public key (RSA, EC or Ed25519) that verifies tokens.
+    #[arg(long, env = "AGENTWIRE_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// JWKS file (JSON) with the public keys that verify tokens, chosen by `kid`.
+    #[arg(long, env = "AGENTWIRE_JWKS")]
+    jwks: Option<PathBuf>,
+    /// Accepted algorithms, comma-separated (default: every one the keys support).
+    #[arg(long, env = "AGENTWIRE_JWT_ALGORITHMS", value_delimiter = ',')]
+    jwt_algorithms: Vec<String>,
+    /// Required `iss` claim.
+    #[arg(long, env = "AGENTWIRE_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "AGENTWIRE_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Clock leeway for `exp` and `nbf`, in seconds.
+    #[arg(long, env = "AGENTWIRE_JWT_LEEWAY_SECS", default_value_t = 30)]
+    jwt_leeway_secs: u64,
+    /// Browser origin allowed to connect (repeatable); none set allows any.
+    #[arg(long, env = "AGENTWIRE_ALLOWED_ORIGIN", value_delimiter = ',')]
+    allowed_origin: Vec<String>,
+    /// Accept `?token=` in the URL (off: query strings end up in access logs).
+    #[arg(long, env = "AGENTWIRE_ALLOW_QUERY_TOKEN")]
+    allow_query_token: bool,
+    /// Pause of the demo agent between events, in milliseconds (0 for benchmarks).
+    #[arg(long, env = "AGENTWIRE_DEMO_STEP_MS", default_value_t = 100)]
+    demo_step_ms: u64,
+    /// Server ping interval, in seconds.
+    #[arg(long, env = "AGENTWIRE_HEARTBEAT_SECS", default_value_t = 25)]
+    heartbeat_secs: u64,
+    /// Largest inbound message, in bytes.
+    #[arg(long, env = "AGENTWIRE_MAX_MESSAGE_BYTES", default_value_t = 65536)]
+    max_message_bytes: usize,
+    /// Open connections per user; the next one is closed 4409.
+    #[arg(long, env = "AGENTWIRE_MAX_CONNECTIONS_PER_USER", default_value_t = 10)]
+    max_connections_per_user: usize,
+    /// Inbound messages per second per connection (0: no limit).
+    #[arg(long, env = "AGENTWIRE_RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    rate_limit_per_sec: u32,
+    /// Seconds a shutdown waits for connections to close.
+    #[arg(long, env = "AGENTWIRE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    shutdown_timeout_secs: u64,
+    /// Log format (default: json when stderr is not a terminal, else pretty).
+    #[arg(long, env = "AGENTWIRE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Development mode: make a random HS256 secret and print a ready token.
+    #[arg(long, env = "AGENTWIRE_DEV")]
+    dev: bool,
+}
+
+#[derive(Parser)]
+struct TokenArgs {
+    /// HMAC secret to sign with (at least 32 bytes).
+    #[arg(long, env = "AGENTWIRE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// The user id (`sub`).
+    #[arg(long)]
+    sub: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl_secs: u64,
+    /// `iss` claim.
+    #[arg(long)]
+    iss: Option<String>,
+    /// `aud` claim.
+    #[arg(long)]
+    aud: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(*args).map(|()| ExitCode::SUCCESS),
+        Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("agentwire: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn token(args: &TokenArgs) -> Result<(), String> {
+    let key = SigningKey::hmac(Algorithm::HS256, args.jwt_secret.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut claims = Claims::new(&args.sub).expires_in(Duration::from_secs(args.ttl_secs));
+    if let Some(iss) = &args.iss {
+        claims = claims.issuer(iss);
+    }
+    if let Some(aud) = &args.aud {
+        claims = claims.audience(aud);
+    }
+    let token = claims.sign(&key).map_err(|e| e.to_string())?;
+    println!("{}", token.expose_secret());
+    Ok(())
+}
+
+/// 32 random bytes as hex, from the OS.
+fn random_secret() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for a dev secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn validator(args: &ServeArgs, dev_secret: Option<&str>) -> Result<Validator, String> {
+    let mut keys = Vec::new();
+    if let Some(secret) = args.jwt_secret.as_deref().or(dev_secret) {
+        keys.push(Key::hmac(secret.as_bytes()).map_err(|e| format!("--jwt-secret: {e}"))?);
+    }
+    if let Some(path) = &args.jwt_public_key {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        keys.push(Key::from_pem(pem).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    if let Some(path) = &args.jwks {
+        let json = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        keys.extend(Key::from_jwks(&json).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    if keys.is_empty() {
+        return Err(
+            "no key to verify tokens with: pass --jwt-secret, --jwt-public-key or \
+                    --jwks (or AGENTWIRE_JWT_SECRET, ...), or run with --dev for local use"
+                .to_owned(),
+        );
+    }
+    let mut builder = Validator::builder()
+        .keys(keys)
+        .leeway(Duration::from_secs(args.jwt_leeway_secs));
+    if !args.jwt_algorithms.is_empty() {
+        let algorithms = args
+            .jwt_algorithms
+            .iter()
+            .map(|name| {
+                Algorithm::from_name(name.trim())
+                    .ok_or_else(|| format!("--jwt-algorithms: unknown algorithm {name:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        builder = builder.algorithms(algorithms);
+    }
+    if let Some(iss) = &args.jwt_issuer {
+        builder = builder.issuer(iss);
+    }
+    if let Some(aud) = &args.jwt_audience {
+        builder = builder.audience(aud);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+fn config(args: &ServeArgs) -> Result<Config, String> {
+    let mut builder = Config::builder()
+        .heartbeat_interval(Duration::from_secs(args.heartbeat_secs))
+        .max_message_bytes(args.max_message_bytes)
+        .max_connections_per_user(args.max_connections_per_user)
+        .rate_limit_per_sec(args.rate_limit_per_sec)
+        .allow_query_token(args.allow_query_token)
+        .shutdown_timeout(Duration::from_secs(args.shutdown_timeout_secs));
+    for origin in &args.allowed_origin {
+        builder = builder.allowed_origin(origin);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Pretty) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.event_format(logging::JsonLines).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let dev_secret = if args.dev && args.jwt_secret.is_none() {
+        Some(random_secret()?)
+    } else {
+        None
+    };
+    let validator = validator(&args, dev_secret.as_deref())?;
+    let config = config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        if args.dev {
+            let secret = dev_secret.as_deref().or(args.jwt_secret.as_deref());
+            print_dev_banner(local, secret)?;
+        }
+        let server = Server::builder(validator)
+            .config(config)
+            .handler(DemoAgent::new(Duration::from_millis(args.demo_step_ms)))
+            .build();
+        tracing::info!(target: "agentwire::server", listen = %local, dev = args.dev, "listening");
+        server
+            .serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Prints a ready token and how to connect with it (development mode only).
+fn print_dev_banner(local: SocketAddr, secret: Option<&str>) -> Result<(), String> {
+    let secret = secret.ok_or("no dev secret")?;
+    let key = SigningKey::hmac(Algorithm::HS256, secret.as_bytes()).map_err(|e| e.to_string())?;
+    let token = Claims::new("dev-user")
+        .expires_in(Duration::from_secs(24 * 3600))
+        .sign(&key)
+        .map_err(|e| e.to_string())?;
+    let jwt = token.expose_secret();
+    let offer = offer_header(&token);
+    // A closed stdout (the reader went away) must not stop the server: ignore write errors.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "agentwire dev mode: listening on ws://{local}/ws (DEVELOPMENT ONLY: random secret, \
+         token printed)\n\n\
+         token (user dev-user, valid 24 h):\n{jwt}\n\n\
+         connect from a browser console:\n  \
+         const ws = new WebSocket(\"ws://{local}/ws\", [\"jwt-auth\", \"jwt.{jwt}\"]);\n  \
+         ws.onmessage = (e) => console.log(e.data);\n  \
+         ws.onopen = () => ws.send(JSON.stringify({{type: \"start_agent\", payload: {{user_request: \"hello\"}}}}));\n\n\
+         or with any WebSocket client, offering the header:\n  \
+         Sec-WebSocket-Protocol: {offer}\n\n\
+         more tokens: agentwire token --jwt-secret {secret} --sub USER\n"
+    );
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!(target: "agentwire::server", "shutdown signal received: draining");
+}

@@ -1,0 +1,317 @@
+//! The [`Server`]: shared state, the router, serving and shutdown.
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agentwire_auth::Validator;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::routing::get;
+use hyper::Request as HyperRequest;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+use tower_service::Service as _;
+
+use crate::config::Config;
+use crate::error::ServeError;
+use crate::handler::{DemoAgent, ErasedHandler, Handler};
+use crate::hub::{Emitter, Hub};
+use crate::metrics::Metrics;
+use crate::{handshake, http};
+
+/// State shared by every connection and endpoint of one server.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) validator: Validator,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) emitter: Emitter,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) started: Instant,
+    pub(crate) draining: AtomicBool,
+    /// Flips to `true` once, when shutdown begins; every connection watches it.
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// Woken whenever a connection ends, so shutdown can wait for the last one.
+    pub(crate) connection_ended: Notify,
+    next_id: AtomicU64,
+    id_prefix: u32,
+}
+
+impl Shared {
+    /// A process-unique id: `conn_` or `run_`, a per-process random part, then a counter.
+    pub(crate) fn next_id(&self, kind: &str) -> (u64, String) {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (n, format!("{kind}_{:08x}_{n:x}", self.id_prefix))
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// An agentwire server: the WebSocket endpoint, its HTTP endpoints, and the emitter.
+///
+/// Mount [`router`](Self::router) in any axum application (serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` to have remote addresses in the
+/// logs), or let [`serve`](Self::serve) do it all: handshake timeouts, accept limits and
+/// graceful shutdown.
+///
+/// ```no_run
+/// use agentwire_auth::{Key, Validator};
+/// use agentwire_server::{Config, DemoAgent, Server};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let validator = Validator::builder()
+///     .key(Key::hmac(b"a secret of at least thirty-two bytes!!")?)
+///     .build()?;
+/// let server = Server::builder(validator)
+///     .config(Config::default())
+///     .handler(DemoAgent::default())
+///     .build();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+/// Builds a [`Server`].
+#[must_use]
+pub struct ServerBuilder {
+    validator: Validator,
+    config: Config,
+    handler: Arc<dyn ErasedHandler>,
+}
+
+impl ServerBuilder {
+    /// The limits and policies (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The handler that carries out runs (default: [`DemoAgent::default`]).
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Arc::new(handler);
+        self
+    }
+
+    /// Builds the server. It accepts nothing until its router is served.
+    pub fn build(self) -> Server {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(
+            self.config.outbound_queue_frames,
+            Arc::clone(&metrics),
+        ));
+        let emitter = Emitter::new(hub.clone());
+        let (shutdown, _) = watch::channel(false);
+        let id_prefix = RandomState::new().hash_one(Instant::now()) as u32;
+        Server {
+            shared: Arc::new(Shared {
+                config: self.config,
+                validator: self.validator,
+                handler: self.handler,
+                hub,
+                emitter,
+                metrics,
+                started: Instant::now(),
+                draining: AtomicBool::new(false),
+                shutdown,
+                connection_ended: Notify::new(),
+                next_id: AtomicU64::new(1),
+                id_prefix,
+            }),
+        }
+    }
+}
+
+impl Server {
+    /// A builder for a server that authenticates with `validator`.
+    pub fn builder(validator: Validator) -> ServerBuilder {
+        ServerBuilder {
+            validator,
+            config: Config::default(),
+            handler: Arc::new(DemoAgent::default()),
+        }
+    }
+
+    /// The routes: `GET /ws` and `GET /websocket` (the same WebSocket endpoint),
+    /// `GET /ws/health`, `GET /ws/config` and `GET /metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/ws", get(handshake::upgrade))
+            .route("/websocket", get(handshake::upgrade))
+            .route("/ws/health", get(http::health))
+            .route("/ws/config", get(http::config))
+            .route("/metrics", get(http::metrics))
+            .with_state(Arc::clone(&self.shared))
+    }
+
+    /// The emitter: sends events to a user's stream from any task.
+    pub fn emitter(&self) -> Emitter {
+        self.shared.emitter.clone()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Open WebSocket connections.
+    pub fn active_connections(&self) -> u64 {
+        self.shared
+            .metrics
+            .connections_active
+            .load(Ordering::Acquire)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
+    }
+
+    /// Begins shutdown and waits for it: new WebSocket upgrades get HTTP 503, `/ws/health`
+    /// reports `draining` with 503, every connection writes what is queued for it and closes
+    /// with 1001. Returns `true` when every connection closed within the configured
+    /// [`shutdown_timeout`](Config::shutdown_timeout).
+    pub async fn shutdown(&self) -> bool {
+        let shared = &self.shared;
+        shared.draining.store(true, Ordering::Release);
+        shared.shutdown.send_replace(true);
+        let all_closed = async {
+            loop {
+                let ended = shared.connection_ended.notified();
+                if self.active_connections() == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        tokio::time::timeout(shared.config.shutdown_timeout, all_closed)
+            .await
+            .is_ok()
+    }
+
+    /// Serves on `listener` until `signal` completes, then shuts down gracefully (see
+    /// [`shutdown`](Self::shutdown)) and returns.
+    ///
+    /// Each accepted TCP connection gets the configured
+    /// [`handshake_timeout`](Config::handshake_timeout) to send its request head, of at most
+    /// [`max_header_bytes`](Config::max_header_bytes); connections past
+    /// [`max_pending_handshakes`](Config::max_pending_handshakes) or
+    /// [`max_connections`](Config::max_connections) are closed at accept. HTTP endpoints keep
+    /// answering while connections drain, so `/ws/health` can report `draining`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Io`] if the listener fails for good.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let config = &self.shared.config;
+        let router = self.router();
+        // Flipped once the WebSocket connections have drained: keep-alive HTTP connections
+        // then finish their request in flight and close.
+        let (http_stop, http_stopped) = watch::channel(false);
+        let pending = Arc::new(Semaphore::new(config.max_pending_handshakes));
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(config.handshake_timeout)
+            .max_buf_size(config.max_header_bytes);
+        let drained = async {
+            signal.await;
+            self.shutdown().await
+        };
+        tokio::pin!(drained);
+        let clean = loop {
+            tokio::select! {
+                clean = &mut drained => break clean,
+                accepted = listener.accept() => {
+                    let (stream, remote) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(target: "agentwire::server", %error, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let active = self.shared.metrics.connections_active.load(Ordering::Relaxed);
+                    let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+                        self.shared.metrics.handshake_rejected("too_many_pending_handshakes");
+                        continue;
+                    };
+                    if active >= config.max_connections as u64 {
+                        self.shared.metrics.handshake_rejected("server_full");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let router = router.clone();
+                    let service = service_fn(move |mut request: HyperRequest<Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(remote));
+                        let mut router = router.clone();
+                        router.call(request.map(Body::new))
+                    });
+                    let connection = http
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    let mut stopped = http_stopped.clone();
+                    tokio::spawn(async move {
+                        tokio::pin!(connection);
+                        // Errors here are the peer's (a malformed request, a timeout, a reset);
+                        // hyper has already answered what can be answered.
+                        tokio::select! {
+                            _ = &mut connection => {}
+                            () = flipped(&mut stopped) => {
+                                connection.as_mut().graceful_shutdown();
+                                let _ = connection.await;
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+        };
+        drop(listener);
+        tracing::info!(
+            target: "agentwire::server",
+            clean,
+            remaining = self.active_connections(),
+            "shutdown complete"
+        );
+        // Idle keep-alive HTTP connections close at once; give busy ones a moment.
+        http_stop.send_replace(true);
+        let all = u32::try_from(config.max_pending_handshakes).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(config.close_timeout, pending.acquire_many(all)).await;
+        Ok(())
+    }
+}
+
+/// Completes once `flag` is `true` (at once if it already is); never, if its sender is gone.
+pub(crate) async fn flipped(flag: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, before anything else awaits.
+    if flag.wait_for(|set| *set).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.shared.config)
+            .field("active_connections", &self.active_connections())
+            .finish_non_exhaustive()
+    }
+}

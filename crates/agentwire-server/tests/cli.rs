@@ -1,0 +1,134 @@
+//! The `agentwire` binary: refusal without a key, `token`, `serve --dev`, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use agentwire_auth::Token;
+use common::*;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
+
+#[test]
+fn serve_without_a_key_refuses_to_start() {
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("AGENTWIRE_JWT_SECRET")
+        .env_remove("AGENTWIRE_DEV")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--jwt-secret") && stderr.contains("--dev"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn token_mints_a_token_the_server_accepts() {
+    let output = Command::new(BIN)
+        .args([
+            "token",
+            "--sub",
+            "tess",
+            "--ttl-secs",
+            "600",
+            "--jwt-secret",
+        ])
+        .arg(agentwire_auth::testing::FIXTURE_HMAC_SECRET)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let jwt = String::from_utf8(output.stdout).expect("utf-8");
+    let principal = validator()
+        .validate(&Token::new(jwt.trim()))
+        .expect("valid");
+    assert_eq!(principal.user_id(), "tess");
+}
+
+/// `serve --dev` prints a ready token; SIGTERM closes connections with 1001 and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_serves_with_the_printed_token_and_sigterm_drains() {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--demo-step-ms",
+            "0",
+        ])
+        .args(["--log-format", "json", "--shutdown-timeout-secs", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (url, jwt) = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut url = None;
+        let mut jwt = None;
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line.strip_prefix("agentwire dev mode: listening on ") {
+                url = rest.split_whitespace().next().map(str::to_owned);
+            } else if line.starts_with("token (") {
+                jwt = lines.next().and_then(Result::ok);
+            }
+            if url.is_some() && jwt.is_some() {
+                break;
+            }
+        }
+        (url.expect("url line"), jwt.expect("token line"))
+    })
+    .await
+    .expect("banner");
+
+    let token = Token::new(jwt);
+    let offer = agentwire_auth::testing::offer_header(&token);
+    let (mut ws, response) = connect_raw(&url, Some(&offer), None)
+        .await
+        .expect("connect");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "jwt-auth");
+    assert_eq!(next_json(&mut ws).await["payload"]["user_id"], "dev-user");
+    let events = run_agent(
+        &mut ws,
+        &json!({"type": "start_agent", "payload": {"user_request": "hi"}}),
+    )
+    .await;
+    assert_eq!(events.len(), 5);
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let (_, close) = until_close(&mut ws).await;
+    assert_eq!(close_code(&close), Some(1001));
+    let status = tokio::task::spawn_blocking(move || {
+        // Bounded by the shutdown deadline plus the close timeout; PATIENCE only guards a hang.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("waiter");
+    let status = status.expect("the process exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}
