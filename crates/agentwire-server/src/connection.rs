@@ -20,13 +20,14 @@ use agentwire_state::{CloseCode, CloseInfo, ConnectionRecord, ConnectionState, C
 use agentwire_types::MessageType;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Sleep, sleep, sleep_until, timeout};
 
 use crate::dispatch::{self, Action};
 use crate::error::HandlerError;
 use crate::handler::{MessageContext, Run, RunInner};
 use crate::hub::{Outbound, Registration};
+use crate::queue;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::server::{Shared, flipped};
 
@@ -70,10 +71,19 @@ impl Drop for ActiveGuard {
     }
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket, accepted: Accepted) {
+/// The connection task's body: the session (when the handshake authenticated), then the close.
+///
+/// Every idle connection pays for its task's largest state, so this keeps it small: the
+/// connection is built before the first await and held once, the session is held in place,
+/// and cold paths are boxed.
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    accepted: Accepted,
+) -> impl Future<Output = ()> + Send + 'static {
     shared.metrics.connections_active.fetch_add(1, Relaxed);
     shared.metrics.connections_total.fetch_add(1, Relaxed);
-    let _active = ActiveGuard(Arc::clone(&shared));
+    let active = ActiveGuard(Arc::clone(&shared));
     let (_, id) = shared.next_id("conn");
     let mut conn = Connection {
         shared,
@@ -85,8 +95,24 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket, accepted: Acce
         accepted_at: accepted.accepted_at,
         opened_at: Instant::now(),
     };
-    let end = conn.run(accepted.auth).await;
-    conn.finish(end).await;
+    let auth = accepted.auth;
+    // An async block, not an `async fn`: those copy their arguments into locals, and the
+    // task would carry both copies.
+    async move {
+        let mut session = None;
+        let end = match conn.open(auth, &mut session).await {
+            Ok(session) => conn.session(session).await,
+            Err(end) => end,
+        };
+        // Leave the user's stream before the closing handshake.
+        drop(session);
+        // Boxed here and below: paths that run once per message or once per connection get
+        // a short-lived allocation of their own instead of growing every idle connection's
+        // task.
+        Box::pin(conn.finish(end)).await;
+        // Counted as active until the connection is gone.
+        drop(active);
+    }
 }
 
 impl Connection {
@@ -105,19 +131,24 @@ impl Connection {
         record
     }
 
-    async fn run(&mut self, auth: Result<Principal, AuthError>) -> End {
+    /// Checks the handshake's authentication, registers on the user's stream and sends
+    /// `connection_established`: the session (put in `slot`, so the caller's task holds it in
+    /// place), or how the connection ends.
+    async fn open<'s>(
+        &mut self,
+        auth: Result<Principal, AuthError>,
+        slot: &'s mut Option<Session>,
+    ) -> Result<&'s mut Session, End> {
         let principal = match auth {
             Ok(principal) => principal,
             Err(error) => {
                 self.shared.metrics.handshake_rejected(error.code());
                 let reply = Event::error(error.code(), error.to_string());
-                if let Err(end) = self.send_event(reply).await {
-                    return end;
-                }
-                return End::Close(CloseInfo::new(
+                Box::pin(self.send_event(reply)).await?;
+                return Err(End::Close(CloseInfo::new(
                     CloseCode::from_u16(error.close_code()),
                     error.close_reason(),
-                ));
+                )));
             }
         };
         let user_id: Arc<str> = Arc::from(principal.user_id());
@@ -133,13 +164,11 @@ impl Connection {
                 "too_many_connections",
                 format!("this user already has {limit} open connections"),
             );
-            if let Err(end) = self.send_event(reply).await {
-                return end;
-            }
-            return End::Close(CloseInfo::new(
+            Box::pin(self.send_event(reply)).await?;
+            return Err(End::Close(CloseInfo::new(
                 CloseCode::TooManyConnections,
                 "too_many_connections",
-            ));
+            )));
         };
         self.shared
             .metrics
@@ -157,10 +186,8 @@ impl Connection {
             server_time: Timestamp::now(),
             stream: position,
         });
-        if let Err(end) = self.send_event(established).await {
-            return end;
-        }
-        let mut session = Session {
+        Box::pin(self.send_event(established)).await?;
+        Ok(slot.insert(Session {
             principal,
             user_id,
             queue,
@@ -172,23 +199,25 @@ impl Connection {
                 Instant::now(),
             ),
             runs: HashMap::new(),
-        };
-        self.session(&mut session).await
+        }))
     }
 
     async fn session(&mut self, session: &mut Session) -> End {
         let config = &self.shared.config;
         let (heartbeat_interval, pong_timeout) = (config.heartbeat_interval, config.pong_timeout);
         let mut shutdown = self.shared.shutdown.subscribe();
+        // One future for the whole session: re-creating it on every wake would register and
+        // deregister a waiter on the shutdown signal each time.
+        let shutdown = flipped(&mut shutdown);
         let mut awaiting_pong = false;
         let heartbeat = sleep(heartbeat_interval);
         let expiry = sleep_until(expiry_instant(&session.principal));
-        tokio::pin!(heartbeat, expiry);
+        tokio::pin!(shutdown, heartbeat, expiry);
         loop {
             tokio::select! {
                 biased;
-                () = flipped(&mut shutdown) => {
-                    return self.drain_then(session, CloseCode::GoingAway, "server shutting down").await;
+                () = &mut shutdown => {
+                    return Box::pin(self.drain_then(session, CloseCode::GoingAway, "server shutting down")).await;
                 }
                 frame = session.queue.recv() => match frame {
                     Some(frame) => {
@@ -202,7 +231,7 @@ impl Connection {
                             "slow_consumer",
                             "the connection's outbound queue was full: read faster, or reconnect",
                         );
-                        let _ = self.send_event(reply).await;
+                        let _ = Box::pin(self.send_event(reply)).await;
                         return End::Close(CloseInfo::new(CloseCode::SlowConsumer, "slow_consumer"));
                     }
                 },
@@ -212,7 +241,7 @@ impl Connection {
                     heartbeat.as_mut().reset(tokio::time::Instant::now() + heartbeat_interval);
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(end) = self.on_text(session, text, expiry.as_mut()).await {
+                            if let Err(end) = Box::pin(self.on_text(session, text, expiry.as_mut())).await {
                                 return end;
                             }
                         }
@@ -223,7 +252,7 @@ impl Connection {
                             ));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(frame))) => return self.peer_closed(frame).await,
+                        Some(Ok(Message::Close(frame))) => return Box::pin(self.peer_closed(frame)).await,
                         Some(Err(error)) => return read_error(error),
                         None => return End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure)),
                     }
@@ -243,7 +272,7 @@ impl Connection {
                 }
                 () = &mut expiry => {
                     let reply = Event::error("token_expired", "the token expired: reconnect with a fresh one, or send auth_refresh before exp");
-                    if let Err(end) = self.send_event(reply).await {
+                    if let Err(end) = Box::pin(self.send_event(reply)).await {
                         return end;
                     }
                     return End::Close(CloseInfo::new(CloseCode::AuthFailed, "token_expired"));
@@ -256,7 +285,7 @@ impl Connection {
     async fn write_batch(
         &mut self,
         first: Outbound,
-        queue: &mut mpsc::Receiver<Outbound>,
+        queue: &mut queue::Receiver<Outbound>,
     ) -> Result<(), End> {
         self.feed(first).await?;
         for _ in 1..WRITE_BATCH {
@@ -522,7 +551,7 @@ impl Connection {
 struct Session {
     principal: Principal,
     user_id: Arc<str>,
-    queue: mpsc::Receiver<Outbound>,
+    queue: queue::Receiver<Outbound>,
     _registration: Registration,
     limiter: Option<RateLimiter>,
     /// Runs started on this connection; a closed sender means the run is over.
@@ -558,16 +587,20 @@ impl Session {
     }
 }
 
-/// Runs the handler on a task of its own and makes sure the run ends with exactly one terminal
-/// event, whatever the handler does.
+/// Runs the handler (on the run's own task, spawned by the caller) and makes sure the run ends
+/// with exactly one terminal event, whatever the handler does: returns without one, panics
+/// (caught here), or is cancelled (its future is dropped).
 async fn supervise(
     handler: Arc<dyn crate::handler::ErasedHandler>,
     run: Run,
     cancelled: oneshot::Receiver<()>,
 ) {
-    let mut task = tokio::spawn(handler.run(run.clone()));
+    use futures_util::FutureExt as _;
+    let work = std::panic::AssertUnwindSafe(handler.run(run.clone())).catch_unwind();
     let outcome = tokio::select! {
-        joined = &mut task => match joined {
+        finished = work => match finished {
+            // The usual case: the handler emitted its terminal event.
+            Ok(()) if run.is_ended() => return,
             Ok(()) => HandlerError::new(
                 "no_result",
                 "the agent finished without a result",
@@ -575,7 +608,6 @@ async fn supervise(
             Err(_) => HandlerError::new("internal_error", "the agent failed unexpectedly"),
         },
         Ok(()) = cancelled => {
-            task.abort();
             HandlerError::new("cancelled", "the run was cancelled by the client")
         }
     };

@@ -1,9 +1,10 @@
 //! The WebSocket endpoint: checks before the upgrade, then the upgrade itself.
 //!
-//! Order of checks: draining (503), `Origin` (403), the shape of the subprotocol offer and
-//! credential (400), the WebSocket upgrade headers (axum's rejection), then the token. A bad
-//! token does not refuse the upgrade: the connection opens (answering `jwt-auth` when it was
-//! offered), gets one `error` frame and closes 4401, so a browser can tell why.
+//! Order of checks: the head's size (431), draining (503), `Origin` (403), the shape of the
+//! subprotocol offer and credential (400), the WebSocket upgrade headers (axum's rejection),
+//! then the token. A bad token does not refuse the upgrade: the connection opens (answering
+//! `jwt-auth` when it was offered), gets one `error` frame and closes 4401, so a browser can
+//! tell why.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,19 @@ const MAX_LOGGED_ORIGIN: usize = 256;
 pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let accepted_at = Instant::now();
     let (mut parts, _body) = request.into_parts();
+
+    // hyper's read-buffer limit is soft (a head that completes within the read that crosses
+    // it passes): hold the head to the documented limit here.
+    if head_bytes(&parts) > shared.config.max_header_bytes {
+        shared
+            .metrics
+            .handshake_rejected("request_header_too_large");
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_too_large",
+            "the request head is larger than the server accepts",
+        );
+    }
 
     if shared.is_draining() {
         shared.metrics.handshake_rejected("draining");
@@ -111,6 +125,15 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
             tracing::debug!(target: "agentwire::handshake", %error, "upgrade failed");
         })
         .on_upgrade(move |socket| connection::serve(shared, socket, accepted))
+}
+
+/// The size of a request head as sent: request line and header lines (`name: value\r\n`).
+fn head_bytes(parts: &axum::http::request::Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = parts.method.as_str().len() + target + " HTTP/1.1\r\n".len() + 1;
+    parts.headers.iter().fold(line, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + ": \r\n".len()
+    })
 }
 
 /// An HTTP refusal with a JSON body `{code, message}`.

@@ -5,13 +5,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::metrics::Metrics;
+use crate::queue::{self, TrySendError};
 use agentwire_events::{EncodedFrame, Event, StreamPosition, StreamStamper};
 use agentwire_types::MessageType;
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
-
-use crate::metrics::Metrics;
 
 /// Delivers events to a user's stream: every connection that user has open.
 ///
@@ -90,7 +89,7 @@ impl Outbound {
 
 struct Slot {
     connection: u64,
-    tx: mpsc::Sender<Outbound>,
+    tx: queue::Sender<Outbound>,
 }
 
 struct UserStream {
@@ -138,7 +137,7 @@ impl Hub {
         user_id: &str,
         connection: u64,
         max: usize,
-    ) -> Result<(Registration, mpsc::Receiver<Outbound>, StreamPosition), TooManyConnections> {
+    ) -> Result<(Registration, queue::Receiver<Outbound>, StreamPosition), TooManyConnections> {
         let mut shard = self.shard(user_id);
         let stream = match shard.get_mut(user_id) {
             Some(stream) if stream.slots.len() >= max => return Err(TooManyConnections),
@@ -153,7 +152,7 @@ impl Hub {
             }
         };
         let key = Arc::clone(&stream.user_id);
-        let (tx, rx) = mpsc::channel(self.queue_frames);
+        let (tx, rx) = queue::channel(self.queue_frames);
         stream.slots.push(Slot { connection, tx });
         let position = stream.stamper.position();
         drop(shard);
@@ -203,14 +202,14 @@ impl Delivery for Hub {
                     connections += 1;
                     true
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(TrySendError::Full) => {
                     // A consumer that cannot keep up loses its place on the stream: dropping the
                     // sender ends its queue, and the connection closes itself with 4008 once it
                     // has written what was already queued.
                     self.metrics.queue_drops.fetch_add(1, Relaxed);
                     false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(TrySendError::Closed) => false,
             });
         self.metrics.events_emitted.fetch_add(1, Relaxed);
         Delivered { connections, seq }

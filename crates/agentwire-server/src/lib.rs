@@ -57,6 +57,7 @@ mod handshake;
 mod http;
 mod hub;
 mod metrics;
+mod queue;
 mod ratelimit;
 mod server;
 

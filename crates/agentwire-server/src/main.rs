@@ -15,6 +15,7 @@ use agentwire_auth::{Algorithm, Key, Validator};
 use agentwire_server::{Config, DemoAgent, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod cli;
 mod logging;
 
 #[derive(Parser)]
@@ -30,6 +31,16 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Mint an HS256 token (for tests and local clients).
     Token(TokenArgs),
+    /// Check an endpoint step by step (TCP, TLS, upgrade, subprotocol, session, a run, ping,
+    /// idle survival) and name the step that fails, with its likely cause.
+    Probe(Box<cli::probe::ProbeArgs>),
+    /// Open many connections, run agents on them, and report handshakes/s, events/s, run
+    /// latency percentiles, errors and close codes (and, given --server-pid, the server's CPU
+    /// per 1,000 events and memory per connection).
+    Load(Box<cli::load::LoadArgs>),
+    /// A bare tokio-tungstenite server for `load` to compare agentwire with.
+    #[command(hide = true)]
+    Baseline(cli::baseline::BaselineArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +131,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).map(|()| ExitCode::SUCCESS),
         Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
+        Command::Probe(args) => cli::probe::run(*args),
+        Command::Load(args) => cli::load::run(*args),
+        Command::Baseline(args) => cli::baseline::run(&args),
     };
     match result {
         Ok(code) => code,

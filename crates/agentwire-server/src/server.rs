@@ -49,7 +49,14 @@ impl Shared {
     /// A process-unique id: `conn_` or `run_`, a per-process random part, then a counter.
     pub(crate) fn next_id(&self, kind: &str) -> (u64, String) {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        (n, format!("{kind}_{:08x}_{n:x}", self.id_prefix))
+        // `{kind}_{prefix:08x}_{n:x}`, without the formatting machinery (once per run).
+        let mut id = String::with_capacity(kind.len() + 2 + 8 + 16);
+        id.push_str(kind);
+        id.push('_');
+        push_hex(&mut id, u64::from(self.id_prefix), 8);
+        id.push('_');
+        push_hex(&mut id, n, 1);
+        (n, id)
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -299,6 +306,18 @@ impl Server {
     }
 }
 
+/// Appends `value` in lowercase hex, zero-padded to at least `min_digits`.
+fn push_hex(out: &mut String, value: u64, min_digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - value.leading_zeros() as usize)
+        .div_ceil(4)
+        .max(min_digits);
+    for i in (0..digits).rev() {
+        let nibble = (value >> (i * 4)) & 0xf;
+        out.push(char::from(HEX[nibble as usize]));
+    }
+}
+
 /// Completes once `flag` is `true` (at once if it already is); never, if its sender is gone.
 pub(crate) async fn flipped(flag: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, before anything else awaits.
@@ -313,5 +332,24 @@ impl std::fmt::Debug for Server {
             .field("config", &self.shared.config)
             .field("active_connections", &self.active_connections())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_hex_matches_format() {
+        for (value, width) in [
+            (0u64, 1),
+            (0, 8),
+            (0x1a, 1),
+            (0xdead_beef, 8),
+            (7, 8),
+            (u64::MAX, 1),
+        ] {
+            let mut out = String::new();
+            super::push_hex(&mut out, value, width);
+            assert_eq!(out, format!("{value:0width$x}"));
+        }
     }
 }

@@ -409,3 +409,53 @@ pub async fn raw_close_code(stream: &mut TcpStream) -> Option<u16> {
         .await
         .expect("close in time")
 }
+
+/// Reads one server frame from a raw stream: `(fin, opcode, payload)`; `None` at end of stream.
+pub async fn raw_read_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+    let read = async {
+        let mut header = [0u8; 2];
+        stream.read_exact(&mut header).await.ok()?;
+        let len = match header[1] & 0x7F {
+            126 => {
+                let mut b = [0u8; 2];
+                stream.read_exact(&mut b).await.ok()?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                stream.read_exact(&mut b).await.ok()?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; usize::try_from(len).ok()?];
+        stream.read_exact(&mut payload).await.ok()?;
+        Some((header[0] & 0x80 != 0, header[0] & 0x0F, payload))
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("a frame in time")
+}
+
+/// The next text frame from a raw stream as JSON, skipping pings and pongs. Panics on a close
+/// frame or the end of the stream.
+pub async fn raw_next_json(stream: &mut TcpStream) -> Value {
+    loop {
+        match raw_read_frame(stream).await {
+            Some((true, 0x1, payload)) => {
+                return serde_json::from_slice(&payload).expect("server frames are JSON");
+            }
+            Some((_, 0x9 | 0xA, _)) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Checks `/metrics` for any connection closed 1011 (a server bug, never the client's fault).
+pub async fn assert_no_1011(addr: SocketAddr) {
+    let (_, _, metrics) = http_get(addr, "/metrics", &[]).await;
+    assert!(
+        !metrics.contains("code=\"1011\""),
+        "no 1011 ever: {metrics}"
+    );
+}
