@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Measures agentwire against the bare tokio-tungstenite baseline with `agentwire load`.
+
+Every scenario runs on both servers in the same invocation, alternating which goes first,
+each on a fresh server process on a free loopback port, and repeats; the summary gives the
+medians and agentwire/baseline ratios. Used for docs/performance.md.
+
+    cargo build --release -p agentwire-server
+    python3 scripts/perf-compare.py --repeats 3            # every scenario
+    python3 scripts/perf-compare.py --scenarios busy100,busy1k --repeats 5
+
+Scenarios:
+    busy100, busy1k  closed loop on 100 / 1,000 connections: CPU per 1,000 events, latency
+    rates            open loop on 1,000 connections at several runs/s: latency against load
+    idle             19,000 idle connections: memory per connection, handshakes/s
+    handshakes       10,000 connections as fast as a 2-thread load generator opens them
+
+Only loopback addresses are used; every load run is bounded in count and time.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+SECRET = "perf-compare-secret-of-at-least-32-bytes"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def start(binary, kind, port):
+    if kind == "agentwire":
+        cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
+               "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
+    else:
+        cmd = [binary, "baseline", "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            time.sleep(0.3)  # let the server settle before the "before" sample
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{kind} did not start on port {port}")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(binary, kind, args):
+    port = free_port()
+    proc = start(binary, kind, port)
+    try:
+        before = loadavg()
+        cmd = [binary, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", SECRET,
+               "--server-pid", str(proc.pid), "--json"] + args
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        report = json.loads(out.stdout)
+        report["loadavg_before"] = before
+        report["loadavg_after"] = loadavg()
+        report["command"] = " ".join(["agentwire", "load", "ws://127.0.0.1:PORT/ws",
+                                      "--token-secret", "S", "--server-pid", "PID", "--json"] + args)
+        return report
+    finally:
+        stop(proc)
+
+
+SCENARIOS = {
+    "busy100": [["-c", "100", "--warmup-secs", "2", "--duration-secs", "10"]],
+    "busy1k": [["-c", "1000", "--warmup-secs", "2", "--duration-secs", "10"]],
+    "rates": [["-c", "1000", "--rate", str(r), "--warmup-secs", "2", "--duration-secs", "10"]
+              for r in (1000, 4000, 8000, 16000)],
+    "idle": [["-c", "19000", "--idle", "--duration-secs", "3", "--handshake-concurrency", "64"]],
+    "handshakes": [["-c", "10000", "--idle", "--duration-secs", "0", "--handshake-concurrency", "128",
+                    "--threads", "2"]],
+}
+
+
+def pick(report, path):
+    value = report
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def median(reports, path):
+    values = [pick(r, path) for r in reports]
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None
+
+
+ROWS = [
+    ("server CPU us/event", "server.cpu_us_per_event"),
+    ("server CPU s/1k events", "server.cpu_s_per_1k_events"),
+    ("events/s", "run.events_per_sec"),
+    ("runs/s", "run.runs_per_sec"),
+    ("latency p50 ms", "run.latency_ms.p50"),
+    ("latency p99 ms", "run.latency_ms.p99"),
+    ("latency p99.9 ms", "run.latency_ms.p99_9"),
+    ("handshakes/s", "ramp.handshakes_per_sec"),
+    ("server CPU us/handshake", "server.ramp_cpu_us_per_handshake"),
+    ("RSS bytes/conn (end)", "server.rss_per_connection_bytes_end"),
+    ("errors", None),
+]
+
+
+def summarize(results):
+    lines = []
+    for key, by_kind in results.items():
+        bare, aw = by_kind.get("baseline", []), by_kind.get("agentwire", [])
+        if not bare and not aw:
+            continue
+        cmd = (aw or bare)[0]["command"]
+        loads = [r["loadavg_before"][0] for r in bare + aw]
+        lines.append(f"\n### {key}\n\n`{cmd}` (x{len(aw)} each; 1-min load average "
+                     f"{min(loads):.2f}-{max(loads):.2f} before the runs)\n")
+        lines.append("| figure | baseline | agentwire | ratio |")
+        lines.append("|---|---|---|---|")
+        for label, path in ROWS:
+            if path is None:
+                eb = sum(sum(r["errors"].values()) for r in bare)
+                ea = sum(sum(r["errors"].values()) for r in aw)
+                lines.append(f"| errors (all runs) | {eb} | {ea} | |")
+                continue
+            b, a = median(bare, path), median(aw, path)
+            if b is None and a is None:
+                continue
+            ratio = f"{a / b:.2f}" if a is not None and b else ""
+            lines.append(f"| {label} | {b} | {a} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", default=os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "agentwire"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scenarios", default="busy100,busy1k,rates,idle,handshakes")
+    parser.add_argument("--out", default=None, help="directory for the raw JSON reports")
+    args = parser.parse_args()
+    results = {}
+    for name in args.scenarios.split(","):
+        for load_args in SCENARIOS[name]:
+            key = f"{name} {' '.join(load_args)}"
+            results[key] = {"baseline": [], "agentwire": []}
+            for i in range(args.repeats):
+                order = ["baseline", "agentwire"] if i % 2 == 0 else ["agentwire", "baseline"]
+                for kind in order:
+                    report = measure(args.bin, kind, load_args)
+                    results[key][kind].append(report)
+                    print(f"{key} [{kind} #{i + 1}] cpu_us/event={pick(report, 'server.cpu_us_per_event')} "
+                          f"p99={pick(report, 'run.latency_ms.p99')} "
+                          f"hs/s={pick(report, 'ramp.handshakes_per_sec')} "
+                          f"rss/conn={pick(report, 'server.rss_per_connection_bytes_end')} "
+                          f"errors={report['errors']} load={report['loadavg_before']}",
+                          file=sys.stderr, flush=True)
+                    if args.out:
+                        os.makedirs(args.out, exist_ok=True)
+                        path = os.path.join(args.out, f"{name}-{load_args[1]}-{'-'.join(load_args[2:4])}-{kind}-{i + 1}.json")
+                        with open(path, "w") as f:
+                            json.dump(report, f, indent=1)
+    print(summarize(results))
+
+
+if __name__ == "__main__":
+    main()
