@@ -1,6 +1,7 @@
 //! Outbound events, stamped frames, their one envelope shape, and reading frames back.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use agentwire_types::{MessageType, normalize};
 use serde::de::{self, Deserializer};
@@ -33,9 +34,11 @@ use crate::timestamp::Timestamp;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
-    run_id: Option<String>,
-    thread_id: Option<String>,
-    reply_to: Option<String>,
+    // Shared, not owned: a run's events all carry the same ids, and a server that emits many
+    // events per run clones a pointer for each instead of copying the text.
+    run_id: Option<Arc<str>>,
+    thread_id: Option<Arc<str>>,
+    reply_to: Option<Arc<str>>,
     payload: Payload,
 }
 
@@ -51,13 +54,13 @@ impl Event {
     }
 
     /// An event of run `run_id` (every agent event belongs to a run).
-    pub fn in_run(run_id: impl Into<String>, payload: impl Into<Payload>) -> Event {
+    pub fn in_run(run_id: impl Into<Arc<str>>, payload: impl Into<Payload>) -> Event {
         Event::new(payload).with_run_id(run_id)
     }
 
     /// `agent_started` of run `run_id`.
     pub fn agent_started(
-        run_id: impl Into<String>,
+        run_id: impl Into<Arc<str>>,
         agent_name: impl Into<String>,
         user_request: impl Into<String>,
     ) -> Event {
@@ -65,13 +68,13 @@ impl Event {
     }
 
     /// `agent_thinking` of run `run_id` (without a step number; see [`AgentThinking`]).
-    pub fn agent_thinking(run_id: impl Into<String>, reasoning: impl Into<String>) -> Event {
+    pub fn agent_thinking(run_id: impl Into<Arc<str>>, reasoning: impl Into<String>) -> Event {
         Event::in_run(run_id, AgentThinking::new(reasoning))
     }
 
     /// `tool_executing` of run `run_id`.
     pub fn tool_executing(
-        run_id: impl Into<String>,
+        run_id: impl Into<Arc<str>>,
         tool_name: impl Into<String>,
         tool_call_id: impl Into<String>,
         parameters: Map<String, Value>,
@@ -85,7 +88,7 @@ impl Event {
     /// `tool_completed` of run `run_id` with status `ok` (see [`ToolCompleted::error`] for a
     /// failed call).
     pub fn tool_completed(
-        run_id: impl Into<String>,
+        run_id: impl Into<Arc<str>>,
         tool_name: impl Into<String>,
         tool_call_id: impl Into<String>,
         result: impl Into<Value>,
@@ -99,7 +102,7 @@ impl Event {
 
     /// `agent_response_chunk` of run `run_id`.
     pub fn agent_response_chunk(
-        run_id: impl Into<String>,
+        run_id: impl Into<Arc<str>>,
         delta: impl Into<String>,
         index: u32,
     ) -> Event {
@@ -108,7 +111,7 @@ impl Event {
 
     /// `agent_completed` of run `run_id`.
     pub fn agent_completed(
-        run_id: impl Into<String>,
+        run_id: impl Into<Arc<str>>,
         result: impl Into<Value>,
         duration_ms: u64,
     ) -> Event {
@@ -117,7 +120,7 @@ impl Event {
 
     /// `agent_error` of run `run_id`.
     pub fn agent_error(
-        run_id: impl Into<String>,
+        run_id: impl Into<Arc<str>>,
         code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
         recoverable: bool,
@@ -153,21 +156,21 @@ impl Event {
 
     /// Sets `run_id`.
     #[must_use]
-    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Event {
+    pub fn with_run_id(mut self, run_id: impl Into<Arc<str>>) -> Event {
         self.run_id = Some(run_id.into());
         self
     }
 
     /// Sets `thread_id`.
     #[must_use]
-    pub fn with_thread_id(mut self, thread_id: impl Into<String>) -> Event {
+    pub fn with_thread_id(mut self, thread_id: impl Into<Arc<str>>) -> Event {
         self.thread_id = Some(thread_id.into());
         self
     }
 
     /// Sets `reply_to`, the client `message_id` this frame answers.
     #[must_use]
-    pub fn with_reply_to(mut self, reply_to: impl Into<String>) -> Event {
+    pub fn with_reply_to(mut self, reply_to: impl Into<Arc<str>>) -> Event {
         self.reply_to = Some(reply_to.into());
         self
     }
@@ -343,16 +346,16 @@ impl Serialize for Frame {
         s.serialize_field("event_id", &self.stamp.event_id)?;
         s.serialize_field("timestamp", &self.stamp.timestamp)?;
         if let Some(run_id) = &event.run_id {
-            s.serialize_field("run_id", run_id)?;
+            s.serialize_field("run_id", &**run_id)?;
         }
         if let Some(thread_id) = &event.thread_id {
-            s.serialize_field("thread_id", thread_id)?;
+            s.serialize_field("thread_id", &**thread_id)?;
         }
         if let Some(seq) = &self.stamp.seq {
             s.serialize_field("seq", seq)?;
         }
         if let Some(reply_to) = &event.reply_to {
-            s.serialize_field("reply_to", reply_to)?;
+            s.serialize_field("reply_to", &**reply_to)?;
         }
         s.serialize_field("payload", &PayloadRef(&event.payload))?;
         s.end()
@@ -398,9 +401,9 @@ impl Frame {
         let timestamp = required_string(&mut map, "timestamp")?;
         let timestamp =
             Timestamp::parse_rfc3339(&timestamp).map_err(|e| format!("timestamp: {e}"))?;
-        let run_id = optional_string(&mut map, "run_id")?;
-        let thread_id = optional_string(&mut map, "thread_id")?;
-        let reply_to = optional_string(&mut map, "reply_to")?;
+        let run_id = optional_string(&mut map, "run_id")?.map(Arc::from);
+        let thread_id = optional_string(&mut map, "thread_id")?.map(Arc::from);
+        let reply_to = optional_string(&mut map, "reply_to")?.map(Arc::from);
         let seq = match map.remove("seq") {
             None => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| {

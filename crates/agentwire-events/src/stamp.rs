@@ -71,18 +71,36 @@ fn write_hex(out: &mut [u8], mut value: u64) {
     }
 }
 
+/// A unique id in a stack buffer: the tag, the process prefix, `_` and a hex counter.
+struct IdBuf {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl IdBuf {
+    /// `tag` is at most 8 ASCII bytes (the crate's own tags are 3 or 4).
+    fn fresh(tag: &str) -> IdBuf {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let digits = ((64 - n.leading_zeros() as usize).div_ceil(4)).max(1);
+        let tag = &tag.as_bytes()[..tag.len().min(8)];
+        let mut bytes = [0u8; 40];
+        let prefix_end = tag.len() + PROCESS_PREFIX.len();
+        bytes[..tag.len()].copy_from_slice(tag);
+        bytes[tag.len()..prefix_end].copy_from_slice(&PROCESS_PREFIX[..]);
+        bytes[prefix_end] = b'_';
+        let len = prefix_end + 1 + digits;
+        write_hex(&mut bytes[prefix_end + 1..len], n);
+        IdBuf { bytes, len }
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII tag, hex digits and `_` only.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("evt_0")
+    }
+}
+
 fn unique_id(tag: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let digits = ((64 - n.leading_zeros() as usize).div_ceil(4)).max(1);
-    let mut hex = [0u8; 16];
-    write_hex(&mut hex[..digits], n);
-    let mut id = String::with_capacity(tag.len() + 12 + 1 + digits);
-    id.push_str(tag);
-    // Both buffers hold ASCII hex digits only.
-    id.push_str(core::str::from_utf8(&PROCESS_PREFIX[..]).unwrap_or("000000000000"));
-    id.push('_');
-    id.push_str(core::str::from_utf8(&hex[..digits]).unwrap_or("0"));
-    id
+    IdBuf::fresh(tag).as_str().to_owned()
 }
 
 /// A fresh event id, unique within the process and (with overwhelming probability) across
@@ -156,12 +174,7 @@ impl StreamStamper {
 
     /// Like [`stamp`](Self::stamp) with a given time (for deterministic tests).
     pub fn stamp_at(&mut self, event: Event, timestamp: Timestamp) -> Frame {
-        let seq = if event.is_stream_event() {
-            self.last_seq = self.last_seq.saturating_add(1);
-            Some(self.last_seq)
-        } else {
-            None
-        };
+        let seq = self.next_seq(&event);
         event.stamp(Stamp {
             event_id: next_event_id(),
             timestamp,
@@ -169,9 +182,45 @@ impl StreamStamper {
         })
     }
 
+    /// The `seq` for `event`: the next one for a stream event, none for a control frame.
+    fn next_seq(&mut self, event: &Event) -> Option<u64> {
+        if event.is_stream_event() {
+            self.last_seq = self.last_seq.saturating_add(1);
+            Some(self.last_seq)
+        } else {
+            None
+        }
+    }
+
     /// Stamps and encodes `event`: what the server hands to every connection of the user.
     pub fn emit(&mut self, event: Event) -> EncodedFrame {
-        self.stamp(event).encode()
+        let mut text = String::new();
+        let seq = self.emit_into(&event, &mut text);
+        EncodedFrame::new(text.into(), event.message_type(), seq)
+    }
+
+    /// Stamps `event` (fresh id, current time, next `seq` for a stream event) and appends its
+    /// JSON text to `out`, the same text [`emit`](Self::emit) produces; returns the `seq`.
+    ///
+    /// The allocation-free form of `emit` for servers that own their output buffers: no
+    /// intermediate [`Frame`], the event id is written straight into `out`, and `out` can be
+    /// handed to a WebSocket library without a copy.
+    ///
+    /// ```
+    /// use agentwire_events::{Event, StreamStamper, parse_outbound};
+    ///
+    /// let mut stream = StreamStamper::new();
+    /// let mut text = String::new();
+    /// let seq = stream.emit_into(&Event::agent_thinking("run_1", "..."), &mut text);
+    /// assert_eq!(seq, Some(1));
+    /// assert_eq!(parse_outbound(&text).unwrap().seq(), Some(1));
+    /// ```
+    pub fn emit_into(&mut self, event: &Event, out: &mut String) -> Option<u64> {
+        let seq = self.next_seq(event);
+        let id = IdBuf::fresh("evt_");
+        out.reserve(crate::write::size_hint(event) + id.len);
+        crate::write::frame_into(out, event, id.as_str(), true, Timestamp::now(), seq);
+        seq
     }
 }
 

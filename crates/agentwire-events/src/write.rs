@@ -10,7 +10,7 @@ use core::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-use crate::event::Frame;
+use crate::event::{Event, Frame};
 use crate::payload::{Payload, ToolStatus};
 
 /// Whether serde_json escapes this byte inside a string.
@@ -172,11 +172,9 @@ fn field_timestamp(out: &mut String, first: bool, name: &str, t: crate::Timestam
     out.push('"');
 }
 
-/// A capacity that holds most frames without growing.
-fn size_hint(frame: &Frame) -> usize {
-    let event = frame.event();
-    let strings = frame.event_id().len()
-        + event.run_id().map_or(0, str::len)
+/// A capacity that holds most frames with this event without growing.
+pub(crate) fn size_hint(event: &Event) -> usize {
+    let strings = event.run_id().map_or(0, str::len)
         + event.thread_id().map_or(0, str::len)
         + event.reply_to().map_or(0, str::len);
     let payload = match event.payload() {
@@ -189,26 +187,52 @@ fn size_hint(frame: &Frame) -> usize {
         Payload::Error(p) => p.message.len() + 32,
         _ => 64,
     };
-    192 + strings + payload
+    224 + strings + payload
 }
 
 /// The frame's JSON text.
 pub(crate) fn frame(frame: &Frame) -> String {
-    let event = frame.event();
-    let mut out = String::with_capacity(size_hint(frame));
+    let mut out = String::with_capacity(size_hint(frame.event()) + frame.event_id().len());
+    frame_into(
+        &mut out,
+        frame.event(),
+        frame.event_id(),
+        false,
+        frame.timestamp(),
+        frame.seq(),
+    );
+    out
+}
+
+/// Appends the JSON text of `event` stamped with `event_id`, `timestamp` and `seq`.
+/// `plain_id` says the id has nothing to escape (the ids this crate makes: letters, digits
+/// and `_`), so it is copied without a scan.
+pub(crate) fn frame_into(
+    out: &mut String,
+    event: &Event,
+    event_id: &str,
+    plain_id: bool,
+    timestamp: crate::Timestamp,
+    seq: Option<u64>,
+) {
     out.push_str("{\"type\":\"");
     out.push_str(event.message_type().as_str());
-    out.push('"');
-    field_str(&mut out, false, "event_id", frame.event_id());
-    field_timestamp(&mut out, false, "timestamp", frame.timestamp());
-    opt_str(&mut out, "run_id", event.run_id());
-    opt_str(&mut out, "thread_id", event.thread_id());
-    opt_num(&mut out, "seq", frame.seq());
-    opt_str(&mut out, "reply_to", event.reply_to());
+    out.push_str("\",\"event_id\":");
+    if plain_id {
+        out.push('"');
+        out.push_str(event_id);
+        out.push('"');
+    } else {
+        string(out, event_id);
+    }
+    field_timestamp(out, false, "timestamp", timestamp);
+    opt_str(out, "run_id", event.run_id());
+    opt_str(out, "thread_id", event.thread_id());
+    opt_num(out, "seq", seq);
+    opt_str(out, "reply_to", event.reply_to());
     out.push_str(",\"payload\":");
-    payload(&mut out, event.payload());
+    payload(out, event.payload());
     out.push('}');
-    out
 }
 
 /// Writes a payload object, fields in declaration order (as the derived `Serialize` does).

@@ -518,6 +518,24 @@ proptest! {
     }
 
     #[test]
+    fn emit_into_writes_the_stamped_frame(frame in frame(), prefix in text()) {
+        // Whatever stamp `emit_into` chooses, its text is the frame serde_json writes for the
+        // same event and that stamp, appended after what the buffer held.
+        let event = frame.into_event();
+        let mut stream = StreamStamper::resume("ep", 7);
+        let mut out = prefix.clone();
+        let seq = stream.emit_into(&event, &mut out);
+        prop_assert!(out.starts_with(&prefix));
+        let written = &out[prefix.len()..];
+        let parsed = parse_outbound(written).unwrap();
+        prop_assert_eq!(parsed.event(), &event);
+        prop_assert_eq!(parsed.seq(), seq);
+        prop_assert_eq!(seq, event.is_stream_event().then_some(8));
+        prop_assert!(parsed.event_id().starts_with("evt_"));
+        prop_assert_eq!(written, serde_json::to_string(&parsed).unwrap());
+    }
+
+    #[test]
     fn stream_stamper_seq_is_dense(count in 1usize..50, start in 0u64..1_000_000) {
         let mut stream = StreamStamper::resume("ep", start);
         for i in 0..count {

@@ -281,20 +281,37 @@ impl Connection {
         }
     }
 
-    /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
+    /// Writes `first` and whatever else is queued (up to a batch), then flushes once; the
+    /// write timeout covers the whole batch.
     async fn write_batch(
         &mut self,
         first: Outbound,
         queue: &mut queue::Receiver<Outbound>,
     ) -> Result<(), End> {
-        self.feed(first).await?;
-        for _ in 1..WRITE_BATCH {
-            match queue.try_recv() {
-                Ok(frame) => self.feed(frame).await?,
-                Err(_) => break,
+        let write_timeout = self.shared.config.write_timeout;
+        let written = timeout(write_timeout, async {
+            let mut frame = first;
+            for _ in 1..WRITE_BATCH {
+                self.feed_now(frame).await?;
+                match queue.try_recv() {
+                    Ok(next) => frame = next,
+                    Err(_) => return self.socket.flush().await,
+                }
             }
-        }
-        self.flush().await
+            self.feed_now(frame).await?;
+            self.socket.flush().await
+        })
+        .await;
+        io_outcome(&self.shared, written)
+    }
+
+    /// Feeds one frame to the socket (no timeout of its own: see [`write_batch`]).
+    async fn feed_now(&mut self, frame: Outbound) -> Result<(), axum::Error> {
+        let len = frame.text.len();
+        self.socket.feed(Message::Text(frame.text)).await?;
+        self.shared.metrics.frame_out(frame.message_type, len);
+        self.counters.record_out(len);
+        Ok(())
     }
 
     async fn feed(&mut self, frame: Outbound) -> Result<(), End> {
@@ -320,17 +337,8 @@ impl Connection {
     where
         F: Future<Output = Result<(), axum::Error>> + 's,
     {
-        match timeout(self.shared.config.write_timeout, op(&mut self.socket)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure))),
-            Err(_) => {
-                self.shared.metrics.queue_drops.fetch_add(1, Relaxed);
-                Err(End::Drop(CloseInfo::new(
-                    CloseCode::SlowConsumer,
-                    "write timed out",
-                )))
-            }
-        }
+        let outcome = timeout(self.shared.config.write_timeout, op(&mut self.socket)).await;
+        io_outcome(&self.shared, outcome)
     }
 
     /// Stamps a connection-scoped control frame and writes it.
@@ -338,9 +346,9 @@ impl Connection {
         if let agentwire_events::Payload::Error(reply) = event.payload() {
             self.shared.metrics.error_sent(intern_code(&reply.code));
         }
-        let frame = Outbound::new(event.stamp_control().encode());
+        let message_type = event.message_type();
+        let frame = Outbound::new(event.stamp_control().to_json(), message_type);
         let len = frame.text.len();
-        let message_type = frame.message_type;
         self.write(Message::Text(frame.text)).await?;
         self.shared.metrics.frame_out(message_type, len);
         self.counters.record_out(len);
@@ -361,7 +369,7 @@ impl Connection {
             .frame_in(decision.message_type, text.len());
         let reply_to = decision.message_id;
         let with_reply = |event: Event| match &reply_to {
-            Some(id) => event.with_reply_to(id.clone()),
+            Some(id) => event.with_reply_to(Arc::clone(id)),
             None => event,
         };
         if let Some(limiter) = &mut session.limiter {
@@ -381,9 +389,18 @@ impl Connection {
         }
         let reply = match decision.action {
             Action::Reply(event) => Some(event),
-            Action::Run { kind, request } => self
-                .start_run(session, kind, request, decision.thread_id, reply_to.clone())
-                .map(with_reply),
+            Action::Run { kind, request } => {
+                match self.start_run(session, kind, request, decision.thread_id, reply_to.clone()) {
+                    RunStart::Ready(run) => {
+                        // This task looks at the queue right after: the run's events need
+                        // not wake it.
+                        session.queue.quiet();
+                        start_eagerly(run).await;
+                        None
+                    }
+                    RunStart::Refused(refusal) => Some(with_reply(refusal)),
+                }
+            }
             Action::Refresh(token) => {
                 let event = match self
                     .shared
@@ -408,7 +425,7 @@ impl Connection {
                 let context = MessageContext {
                     user_id: Arc::clone(&session.user_id),
                     connection_id: Arc::clone(&self.id),
-                    message_id: reply_to.clone(),
+                    message_id: reply_to.as_deref().map(str::to_owned),
                     emitter: self.shared.emitter.clone(),
                 };
                 let emitter = self.shared.emitter.clone();
@@ -434,20 +451,20 @@ impl Connection {
         }
     }
 
-    /// Starts a run on its own task; returns an error reply instead when the connection has
+    /// Prepares a run (see [`start_eagerly`]); an error reply instead when the connection has
     /// too many runs in flight.
     fn start_run(
         &self,
         session: &mut Session,
         kind: MessageType,
         request: RunRequest<'_>,
-        thread_id: Option<String>,
-        reply_to: Option<String>,
-    ) -> Option<Event> {
+        thread_id: Option<Arc<str>>,
+        reply_to: Option<Arc<str>>,
+    ) -> RunStart {
         session.runs.retain(|_, cancel| !cancel.is_closed());
         let limit = self.shared.config.max_runs_per_connection;
         if session.runs.len() >= limit {
-            return Some(Event::error(
+            return RunStart::Refused(Event::error(
                 "too_many_runs",
                 format!("this connection already has {limit} runs in flight"),
             ));
@@ -470,8 +487,7 @@ impl Connection {
         session.runs.insert(run_id, cancel);
         self.shared.metrics.runs_started.fetch_add(1, Relaxed);
         let handler = Arc::clone(&self.shared.handler);
-        tokio::spawn(supervise(handler, run, cancelled));
-        None
+        RunStart::Ready(Box::pin(supervise(handler, run, cancelled)))
     }
 
     /// Writes whatever the stream queued, then closes with `code`.
@@ -587,7 +603,49 @@ impl Session {
     }
 }
 
-/// Runs the handler (on the run's own task, spawned by the caller) and makes sure the run ends
+/// How a socket write that ran under the write timeout ended: a peer that stays unwritable that
+/// long is a slow consumer.
+fn io_outcome(
+    shared: &Shared,
+    outcome: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>,
+) -> Result<(), End> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure))),
+        Err(_) => {
+            shared.metrics.queue_drops.fetch_add(1, Relaxed);
+            Err(End::Drop(CloseInfo::new(
+                CloseCode::SlowConsumer,
+                "write timed out",
+            )))
+        }
+    }
+}
+
+/// A run's supervised handler future.
+type RunFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A run ready to start, or the reply that refuses it.
+enum RunStart {
+    Ready(RunFuture),
+    Refused(Event),
+}
+
+/// Polls a new run once on the connection's task, and gives it a task of its own only if it
+/// has to wait. A run that finishes without waiting (a cached answer, an error, the demo agent
+/// without pauses) then costs no task and no wake-up, and the connection writes its events in
+/// the same pass. A run that waits continues on its own task, whose first poll registers its
+/// own waker wherever the inline poll registered the connection's (a spurious wake-up of the
+/// connection at most).
+async fn start_eagerly(mut run: RunFuture) {
+    let finished =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(run.as_mut().poll(cx).is_ready())).await;
+    if !finished {
+        tokio::spawn(run);
+    }
+}
+
+/// Runs the handler (inline, then on its own task if it waits) and makes sure the run ends
 /// with exactly one terminal event, whatever the handler does: returns without one, panics
 /// (caught here), or is cancelled (its future is dropped).
 async fn supervise(

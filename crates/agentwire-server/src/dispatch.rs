@@ -4,6 +4,7 @@
 //! fuzz target runs the same function on arbitrary input (see [`crate::fuzzing`]).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use agentwire_auth::Token;
 use agentwire_events::{ErrorReply, Event, OtherRequest, Request, RunRequest, Timestamp};
@@ -13,10 +14,10 @@ use agentwire_types::MessageType;
 pub(crate) struct Decision<'a> {
     /// The normalized type, when the frame parsed.
     pub(crate) message_type: Option<MessageType>,
-    /// The client's `message_id`, echoed as `reply_to`.
-    pub(crate) message_id: Option<String>,
+    /// The client's `message_id`, echoed as `reply_to` (shared by every frame that answers).
+    pub(crate) message_id: Option<Arc<str>>,
     /// The thread the request names (envelope or payload).
-    pub(crate) thread_id: Option<String>,
+    pub(crate) thread_id: Option<Arc<str>>,
     pub(crate) action: Action<'a>,
 }
 
@@ -44,18 +45,18 @@ pub(crate) fn decide(text: &str, handles: impl Fn(MessageType) -> bool) -> Decis
         Err(error) => {
             return Decision {
                 message_type: None,
-                message_id: error.message_id().map(str::to_owned),
+                message_id: error.message_id().map(Arc::from),
                 thread_id: None,
                 action: Action::Reply(error.to_event()),
             };
         }
     };
     let message_type = Some(inbound.message_type());
-    let message_id = inbound.message_id().map(str::to_owned);
-    let thread_id = inbound.resolved_thread_id().map(str::to_owned);
+    let message_id: Option<Arc<str>> = inbound.message_id().map(Arc::from);
+    let thread_id = inbound.resolved_thread_id().map(Arc::from);
     let reply = |event: Event| {
         Action::Reply(match &message_id {
-            Some(id) => event.with_reply_to(id.clone()),
+            Some(id) => event.with_reply_to(Arc::clone(id)),
             None => event,
         })
     };

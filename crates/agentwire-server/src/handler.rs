@@ -125,8 +125,8 @@ pub(crate) struct RunInner {
     pub(crate) run_id: Arc<str>,
     pub(crate) user_id: Arc<str>,
     pub(crate) connection_id: Arc<str>,
-    pub(crate) thread_id: Option<String>,
-    pub(crate) reply_to: Option<String>,
+    pub(crate) thread_id: Option<Arc<str>>,
+    pub(crate) reply_to: Option<Arc<str>>,
     pub(crate) kind: MessageType,
     pub(crate) request: RunRequest<'static>,
     pub(crate) emitter: Emitter,
@@ -195,12 +195,12 @@ impl Run {
         } else if self.is_ended() {
             return Delivered::default();
         }
-        let mut event = Event::in_run(&*self.inner.run_id, payload);
+        let mut event = Event::in_run(Arc::clone(&self.inner.run_id), payload);
         if let Some(thread_id) = &self.inner.thread_id {
-            event = event.with_thread_id(thread_id.clone());
+            event = event.with_thread_id(Arc::clone(thread_id));
         }
         if let Some(reply_to) = &self.inner.reply_to {
-            event = event.with_reply_to(reply_to.clone());
+            event = event.with_reply_to(Arc::clone(reply_to));
         }
         self.inner.emitter.emit(&self.inner.user_id, event)
     }
@@ -273,22 +273,17 @@ impl Default for DemoAgent {
 
 impl Handler for DemoAgent {
     async fn run(&self, run: Run) {
-        let agent = run
-            .request()
-            .agent_name
-            .as_deref()
-            .unwrap_or(DemoAgent::NAME)
-            .to_owned();
-        let text = run.request().text.to_string();
-        run.started(&agent);
+        let request = run.request();
+        let text: &str = &request.text;
+        run.started(request.agent_name.as_deref().unwrap_or(DemoAgent::NAME));
         self.pause().await;
         run.emit(
-            agentwire_events::AgentThinking::new(format!("Looking up an answer to: {text}"))
+            agentwire_events::AgentThinking::new(["Looking up an answer to: ", text].concat())
                 .with_step(1),
         );
         self.pause().await;
-        let call_id = format!("call_{}", run.run_id());
-        run.emit(ToolExecuting::new("echo", call_id.clone()).with_parameter("text", text.clone()));
+        let call_id = ["call_", run.run_id()].concat();
+        run.emit(ToolExecuting::new("echo", call_id.clone()).with_parameter("text", text));
         let tool_started = Instant::now();
         self.pause().await;
         let tool_ms = u64::try_from(tool_started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -299,6 +294,7 @@ impl Handler for DemoAgent {
             tool_ms,
         ));
         self.pause().await;
-        run.completed(json!({ "response": format!("You said: {text}") }));
+        let response = ["You said: ", text].concat();
+        run.completed(json!({ "response": response }));
     }
 }

@@ -1,16 +1,15 @@
 //! User streams: which connections each user has open, and delivery of events to all of them.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metrics::Metrics;
 use crate::queue::{self, TrySendError};
-use agentwire_events::{EncodedFrame, Event, StreamPosition, StreamStamper};
+use agentwire_events::{Event, StreamPosition, StreamStamper};
 use agentwire_types::MessageType;
-use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
+use hashbrown::HashTable;
 
 /// Delivers events to a user's stream: every connection that user has open.
 ///
@@ -75,15 +74,13 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    /// Wraps an encoded frame without copying its text: the bytes are shared with every other
-    /// connection that receives the same frame.
-    pub(crate) fn new(frame: EncodedFrame) -> Outbound {
-        let message_type = frame.message_type();
-        let bytes = Bytes::from_owner(frame);
-        // The frame was serialized from Rust strings, so it is UTF-8; the check is one pass
-        // per event (not per connection).
-        let text = Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static(""));
-        Outbound { text, message_type }
+    /// Wraps a frame's JSON text without copying it: the bytes are shared by reference count
+    /// with every other connection that receives the same frame.
+    pub(crate) fn new(text: String, message_type: MessageType) -> Outbound {
+        Outbound {
+            text: Utf8Bytes::from(text),
+            message_type,
+        }
     }
 }
 
@@ -93,13 +90,13 @@ struct Slot {
 }
 
 struct UserStream {
-    /// The map's key, kept here too so a registration can share it without allocating.
+    /// The table's key; registrations share it without allocating.
     user_id: Arc<str>,
     stamper: StreamStamper,
     slots: Vec<Slot>,
 }
 
-type Shard = Mutex<HashMap<Arc<str>, UserStream>>;
+type Shard = Mutex<HashTable<UserStream>>;
 
 /// The in-process [`Delivery`]: users' streams, sharded by user id.
 pub(crate) struct Hub {
@@ -124,11 +121,16 @@ impl Hub {
         }
     }
 
-    fn shard(&self, user_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, UserStream>> {
-        let index = self.hasher.hash_one(user_id) as usize % SHARDS;
+    /// The user's shard, locked, and the user id's hash: computed once, it picks the shard
+    /// (bits 32 and up) and the slot in the shard's table (the table uses the low and the top
+    /// seven bits, so the shard index does not skew either).
+    fn shard(&self, user_id: &str) -> (u64, MutexGuard<'_, HashTable<UserStream>>) {
+        let hash = self.hasher.hash_one(user_id);
+        let index = (hash >> 32) as usize % SHARDS;
         // A panic while holding a shard cannot leave a stream half-updated in a way that
         // matters more than losing every later delivery; go on with the data.
-        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+        let guard = self.shards[index].lock().unwrap_or_else(|e| e.into_inner());
+        (hash, guard)
     }
 
     /// Adds a connection to `user_id`'s stream, unless the user already has `max` open.
@@ -138,17 +140,23 @@ impl Hub {
         connection: u64,
         max: usize,
     ) -> Result<(Registration, queue::Receiver<Outbound>, StreamPosition), TooManyConnections> {
-        let mut shard = self.shard(user_id);
-        let stream = match shard.get_mut(user_id) {
+        let (hash, mut shard) = self.shard(user_id);
+        let stream = match shard.find_mut(hash, |s| &*s.user_id == user_id) {
             Some(stream) if stream.slots.len() >= max => return Err(TooManyConnections),
             Some(stream) => stream,
             None => {
-                let key: Arc<str> = Arc::from(user_id);
-                shard.entry(key.clone()).or_insert(UserStream {
-                    user_id: key,
-                    stamper: StreamStamper::new(),
-                    slots: Vec::new(),
-                })
+                let hasher = &self.hasher;
+                shard
+                    .insert_unique(
+                        hash,
+                        UserStream {
+                            user_id: Arc::from(user_id),
+                            stamper: StreamStamper::new(),
+                            slots: Vec::new(),
+                        },
+                        |s| hasher.hash_one(&*s.user_id),
+                    )
+                    .into_mut()
             }
         };
         let key = Arc::clone(&stream.user_id);
@@ -165,11 +173,12 @@ impl Hub {
     }
 
     fn unregister(&self, user_id: &str, connection: u64) {
-        let mut shard = self.shard(user_id);
-        if let Some(stream) = shard.get_mut(user_id) {
+        let (hash, mut shard) = self.shard(user_id);
+        if let Ok(mut entry) = shard.find_entry(hash, |s| &*s.user_id == user_id) {
+            let stream = entry.get_mut();
             stream.slots.retain(|slot| slot.connection != connection);
             if stream.slots.is_empty() {
-                shard.remove(user_id);
+                entry.remove();
             }
         }
     }
@@ -185,15 +194,15 @@ impl Hub {
 
 impl Delivery for Hub {
     fn deliver(&self, user_id: &str, event: Event) -> Delivered {
-        let mut shard = self.shard(user_id);
-        let Some(stream) = shard.get_mut(user_id) else {
+        let (hash, mut shard) = self.shard(user_id);
+        let Some(stream) = shard.find_mut(hash, |s| &*s.user_id == user_id) else {
             return Delivered::default();
         };
         // Stamped, encoded and queued under the user's lock, so every connection sees the
-        // stream's events in `seq` order.
-        let frame = stream.stamper.emit(event);
-        let seq = frame.seq();
-        let outbound = Outbound::new(frame);
+        // stream's events in `seq` order. Written straight into the buffer the socket sends.
+        let mut text = String::new();
+        let seq = stream.stamper.emit_into(&event, &mut text);
+        let outbound = Outbound::new(text, event.message_type());
         let mut connections = 0;
         stream
             .slots

@@ -118,6 +118,14 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// Forgets the waker registered by the last wait: items queued from now on do not wake
+    /// the receiving task until it waits again. For a receiver that is running and will look
+    /// at the queue before it waits (e.g. it produces the items itself), so the wake-up would
+    /// only poll it once more for nothing.
+    pub(crate) fn quiet(&mut self) {
+        drop(self.0.waker.take());
+    }
+
     /// The next item if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<T, Empty> {
         self.0.lock().items.pop_front().ok_or(Empty)
@@ -171,6 +179,24 @@ mod tests {
         }
         drop(tx);
         assert_eq!(task.await.expect("join"), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_receiver_still_gets_what_was_queued() {
+        let (tx, mut rx) = channel(4);
+        // Registers the task's waker, then forgets it.
+        let waiting = poll_fn(|cx| Poll::Ready(rx.poll_recv(cx).is_pending())).await;
+        assert!(waiting);
+        rx.quiet();
+        assert_eq!(tx.try_send(1), Ok(()));
+        assert_eq!(tx.try_send(2), Ok(()));
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.try_recv(), Ok(2));
+        // Waiting again registers again: a later item wakes the waiting task.
+        let task = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        assert_eq!(tx.try_send(3), Ok(()));
+        assert_eq!(task.await.expect("join"), Some(3));
     }
 
     #[test]
