@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::str;
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, Visitor};
@@ -123,7 +124,29 @@ impl Timestamp {
     }
 
     /// Writes the RFC 3339 form into a fixed buffer, without allocating.
+    ///
+    /// The date and time of day are computed once per second and thread: a server stamps
+    /// many frames within one second, and only their milliseconds differ.
     fn format(self) -> [u8; TEXT_LEN] {
+        thread_local! {
+            /// The last second formatted on this thread, and its text.
+            static LAST: Cell<(i64, [u8; TEXT_LEN])> = const { Cell::new((i64::MIN, [0; TEXT_LEN])) };
+        }
+        let second = self.0.div_euclid(1_000);
+        let mut out = LAST.with(|last| match last.get() {
+            (cached, text) if cached == second => text,
+            _ => {
+                let text = Timestamp(second * 1_000).format_uncached();
+                last.set((second, text));
+                text
+            }
+        });
+        put_digits(&mut out[20..23], self.0.rem_euclid(1_000));
+        out
+    }
+
+    /// [`format`](Self::format) without the per-second cache.
+    fn format_uncached(self) -> [u8; TEXT_LEN] {
         let days = self.0.div_euclid(MS_PER_DAY);
         let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
         let (year, month, day) = civil_from_days(days);
@@ -352,6 +375,24 @@ impl schemars::JsonSchema for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_per_second_cache_changes_nothing() {
+        // Instants all over the range, each followed by neighbours in the same second and
+        // across second boundaries, so the cache is hit, missed and replaced.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let span = (MAX_MS - MIN_MS) as u64;
+            let base = MIN_MS + (x % span) as i64;
+            for delta in [0, 1, 999, 1_000, -1, -1_000, 37] {
+                let Some(t) = Timestamp::from_unix_millis(base.saturating_add(delta)) else {
+                    continue;
+                };
+                assert_eq!(t.format(), t.format_uncached(), "{}", t.0);
+            }
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

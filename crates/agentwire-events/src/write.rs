@@ -76,6 +76,10 @@ pub(crate) fn string(out: &mut String, s: &str) {
 
 /// Appends an unsigned integer.
 fn number(out: &mut String, mut n: u64) {
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {
@@ -86,8 +90,7 @@ fn number(out: &mut String, mut n: u64) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(core::str::from_utf8(&buf[at..]).unwrap_or("0"));
+    out.extend(buf[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Appends any JSON value, compact, as serde_json writes it.
@@ -131,43 +134,43 @@ fn object(out: &mut String, map: &Map<String, Value>) {
     out.push('}');
 }
 
-/// Appends `,"name":"text"` (`first` omits the comma).
-fn field_str(out: &mut String, first: bool, name: &str, text: &str) {
-    if !first {
-        out.push(',');
-    }
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
+/// A member's key as one literal: `key!("name")` is `,"name":`, `key!(first "name")` is
+/// `"name":` (the first member of an object has no comma).
+macro_rules! key {
+    (first $name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
+/// Appends `key` (see [`key!`]) and `text` as a JSON string.
+fn field_str(out: &mut String, key: &str, text: &str) {
+    out.push_str(key);
     string(out, text);
 }
 
-fn field_num(out: &mut String, name: &str, n: u64) {
-    out.push_str(",\"");
-    out.push_str(name);
-    out.push_str("\":");
+fn field_num(out: &mut String, key: &str, n: u64) {
+    out.push_str(key);
     number(out, n);
 }
 
-fn opt_str(out: &mut String, name: &str, text: Option<&str>) {
+fn opt_str(out: &mut String, key: &str, text: Option<&str>) {
     if let Some(text) = text {
-        field_str(out, false, name, text);
+        field_str(out, key, text);
     }
 }
 
-fn opt_num(out: &mut String, name: &str, n: Option<u64>) {
+fn opt_num(out: &mut String, key: &str, n: Option<u64>) {
     if let Some(n) = n {
-        field_num(out, name, n);
+        field_num(out, key, n);
     }
 }
 
-fn field_timestamp(out: &mut String, first: bool, name: &str, t: crate::Timestamp) {
-    if !first {
-        out.push(',');
-    }
+fn field_timestamp(out: &mut String, key: &str, t: crate::Timestamp) {
+    out.push_str(key);
     out.push('"');
-    out.push_str(name);
-    out.push_str("\":\"");
     t.write_to(out);
     out.push('"');
 }
@@ -225,11 +228,11 @@ pub(crate) fn frame_into(
     } else {
         string(out, event_id);
     }
-    field_timestamp(out, false, "timestamp", timestamp);
-    opt_str(out, "run_id", event.run_id());
-    opt_str(out, "thread_id", event.thread_id());
-    opt_num(out, "seq", seq);
-    opt_str(out, "reply_to", event.reply_to());
+    field_timestamp(out, key!("timestamp"), timestamp);
+    opt_str(out, key!("run_id"), event.run_id());
+    opt_str(out, key!("thread_id"), event.thread_id());
+    opt_num(out, key!("seq"), seq);
+    opt_str(out, key!("reply_to"), event.reply_to());
     out.push_str(",\"payload\":");
     payload(out, event.payload());
     out.push('}');
@@ -240,42 +243,42 @@ fn payload(out: &mut String, payload: &Payload) {
     out.push('{');
     match payload {
         Payload::AgentStarted(p) => {
-            field_str(out, true, "agent_name", &p.agent_name);
-            field_str(out, false, "user_request", &p.user_request);
+            field_str(out, key!(first "agent_name"), &p.agent_name);
+            field_str(out, key!("user_request"), &p.user_request);
         }
         Payload::AgentThinking(p) => {
-            field_str(out, true, "reasoning", &p.reasoning);
-            opt_num(out, "step", p.step.map(u64::from));
+            field_str(out, key!(first "reasoning"), &p.reasoning);
+            opt_num(out, key!("step"), p.step.map(u64::from));
         }
         Payload::ToolExecuting(p) => {
-            field_str(out, true, "tool_name", &p.tool_name);
-            field_str(out, false, "tool_call_id", &p.tool_call_id);
+            field_str(out, key!(first "tool_name"), &p.tool_name);
+            field_str(out, key!("tool_call_id"), &p.tool_call_id);
             out.push_str(",\"parameters\":");
             object(out, &p.parameters);
         }
         Payload::ToolCompleted(p) => {
-            field_str(out, true, "tool_name", &p.tool_name);
-            field_str(out, false, "tool_call_id", &p.tool_call_id);
+            field_str(out, key!(first "tool_name"), &p.tool_name);
+            field_str(out, key!("tool_call_id"), &p.tool_call_id);
             out.push_str(",\"result\":");
             value(out, &p.result);
-            field_num(out, "duration_ms", p.duration_ms);
+            field_num(out, key!("duration_ms"), p.duration_ms);
             out.push_str(match p.status {
                 ToolStatus::Ok => ",\"status\":\"ok\"",
                 ToolStatus::Error => ",\"status\":\"error\"",
             });
         }
         Payload::AgentResponseChunk(p) => {
-            field_str(out, true, "delta", &p.delta);
-            field_num(out, "index", u64::from(p.index));
+            field_str(out, key!(first "delta"), &p.delta);
+            field_num(out, key!("index"), u64::from(p.index));
         }
         Payload::AgentCompleted(p) => {
             out.push_str("\"result\":");
             value(out, &p.result);
-            field_num(out, "duration_ms", p.duration_ms);
+            field_num(out, key!("duration_ms"), p.duration_ms);
         }
         Payload::AgentError(p) => {
-            field_str(out, true, "code", &p.code);
-            field_str(out, false, "message", &p.message);
+            field_str(out, key!(first "code"), &p.code);
+            field_str(out, key!("message"), &p.message);
             out.push_str(if p.recoverable {
                 ",\"recoverable\":true"
             } else {
@@ -283,29 +286,29 @@ fn payload(out: &mut String, payload: &Payload) {
             });
         }
         Payload::ConnectionEstablished(p) => {
-            field_str(out, true, "connection_id", &p.connection_id);
-            field_str(out, false, "user_id", &p.user_id);
-            field_num(out, "protocol_version", u64::from(p.protocol_version));
-            field_num(out, "heartbeat_interval_ms", p.heartbeat_interval_ms);
-            field_num(out, "max_message_bytes", p.max_message_bytes);
-            field_timestamp(out, false, "server_time", p.server_time);
+            field_str(out, key!(first "connection_id"), &p.connection_id);
+            field_str(out, key!("user_id"), &p.user_id);
+            field_num(out, key!("protocol_version"), u64::from(p.protocol_version));
+            field_num(out, key!("heartbeat_interval_ms"), p.heartbeat_interval_ms);
+            field_num(out, key!("max_message_bytes"), p.max_message_bytes);
+            field_timestamp(out, key!("server_time"), p.server_time);
             out.push_str(",\"stream\":{");
-            field_str(out, true, "epoch", &p.stream.epoch);
-            field_num(out, "seq", p.stream.seq);
+            field_str(out, key!(first "epoch"), &p.stream.epoch);
+            field_num(out, key!("seq"), p.stream.seq);
             out.push('}');
         }
-        Payload::Pong(p) => field_timestamp(out, true, "server_time", p.server_time),
+        Payload::Pong(p) => field_timestamp(out, key!(first "server_time"), p.server_time),
         Payload::HeartbeatAck(_) => {}
         Payload::Error(p) => {
-            field_str(out, true, "code", &p.code);
-            field_str(out, false, "message", &p.message);
-            opt_str(out, "received_type", p.received_type.as_deref());
-            opt_str(out, "field", p.field.as_deref());
-            opt_num(out, "line", p.line);
-            opt_num(out, "column", p.column);
-            opt_num(out, "retry_after_ms", p.retry_after_ms);
+            field_str(out, key!(first "code"), &p.code);
+            field_str(out, key!("message"), &p.message);
+            opt_str(out, key!("received_type"), p.received_type.as_deref());
+            opt_str(out, key!("field"), p.field.as_deref());
+            opt_num(out, key!("line"), p.line);
+            opt_num(out, key!("column"), p.column);
+            opt_num(out, key!("retry_after_ms"), p.retry_after_ms);
         }
-        Payload::AuthRefreshed(p) => field_timestamp(out, true, "expires_at", p.expires_at),
+        Payload::AuthRefreshed(p) => field_timestamp(out, key!(first "expires_at"), p.expires_at),
         Payload::Other(p) => {
             // Written as a whole object below.
             out.pop();
