@@ -289,7 +289,7 @@ impl Connection {
         queue: &mut queue::Receiver<Outbound>,
     ) -> Result<(), End> {
         let write_timeout = self.shared.config.write_timeout;
-        let written = timeout(write_timeout, async {
+        let written = write_within(write_timeout, async {
             let mut frame = first;
             for _ in 1..WRITE_BATCH {
                 self.feed_now(frame).await?;
@@ -337,7 +337,7 @@ impl Connection {
     where
         F: Future<Output = Result<(), axum::Error>> + 's,
     {
-        let outcome = timeout(self.shared.config.write_timeout, op(&mut self.socket)).await;
+        let outcome = write_within(self.shared.config.write_timeout, op(&mut self.socket)).await;
         io_outcome(&self.shared, outcome)
     }
 
@@ -391,11 +391,18 @@ impl Connection {
             Action::Reply(event) => Some(event),
             Action::Run { kind, request } => {
                 match self.start_run(session, kind, request, decision.thread_id, reply_to.clone()) {
-                    RunStart::Ready(run) => {
+                    RunStart::Ready {
+                        work,
+                        run_id,
+                        cancel,
+                    } => {
                         // This task looks at the queue right after: the run's events need
                         // not wake it.
                         session.queue.quiet();
-                        start_eagerly(run).await;
+                        if start_eagerly(work).await == Started::Spawned {
+                            // Only a run still in flight can be cancelled.
+                            session.runs.insert(run_id, cancel);
+                        }
                         None
                     }
                     RunStart::Refused(refusal) => Some(with_reply(refusal)),
@@ -484,10 +491,13 @@ impl Connection {
             started_at: Instant::now(),
         });
         let (cancel, cancelled) = oneshot::channel();
-        session.runs.insert(run_id, cancel);
         self.shared.metrics.runs_started.fetch_add(1, Relaxed);
         let handler = Arc::clone(&self.shared.handler);
-        RunStart::Ready(Box::pin(supervise(handler, run, cancelled)))
+        RunStart::Ready {
+            work: Box::pin(supervise(handler, run, cancelled)),
+            run_id,
+            cancel,
+        }
     }
 
     /// Writes whatever the stream queued, then closes with `code`.
@@ -625,10 +635,23 @@ fn io_outcome(
 /// A run's supervised handler future.
 type RunFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A run ready to start, or the reply that refuses it.
+/// A run ready to start (with what cancels it), or the reply that refuses it.
 enum RunStart {
-    Ready(RunFuture),
+    Ready {
+        work: RunFuture,
+        run_id: Arc<str>,
+        cancel: oneshot::Sender<()>,
+    },
     Refused(Event),
+}
+
+/// Where [`start_eagerly`] left a run.
+#[derive(Debug, PartialEq, Eq)]
+enum Started {
+    /// It ran to its end inline.
+    Finished,
+    /// It waits, on a task of its own.
+    Spawned,
 }
 
 /// Polls a new run once on the connection's task, and gives it a task of its own only if it
@@ -637,11 +660,28 @@ enum RunStart {
 /// the same pass. A run that waits continues on its own task, whose first poll registers its
 /// own waker wherever the inline poll registered the connection's (a spurious wake-up of the
 /// connection at most).
-async fn start_eagerly(mut run: RunFuture) {
+async fn start_eagerly(mut run: RunFuture) -> Started {
     let finished =
         std::future::poll_fn(|cx| std::task::Poll::Ready(run.as_mut().poll(cx).is_ready())).await;
-    if !finished {
+    if finished {
+        Started::Finished
+    } else {
         tokio::spawn(run);
+        Started::Spawned
+    }
+}
+
+/// Runs a socket write under `limit`, starting the clock only if the socket cannot take the
+/// data at once: most writes complete on their first poll, and then no timer is set up.
+async fn write_within<F: Future>(
+    limit: Duration,
+    write: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(done) => Ok(done),
+        std::task::Poll::Pending => timeout(limit, write).await,
     }
 }
 

@@ -1,0 +1,121 @@
+//! Handlers that misbehave, over a real socket: whatever a handler does (panics before or
+//! after its first wait, returns without a result, emits after its terminal event), the run
+//! ends on the wire with exactly one terminal event and the connection keeps working.
+//!
+//! Runs that never wait are polled on the connection's own task and those that wait get a
+//! task of their own, so each behaviour is tried both ways.
+
+mod common;
+
+use agentwire_server::{Config, Handler, Run};
+use common::*;
+use serde_json::{Value, json};
+
+/// Picks its behaviour from the request text.
+struct Unruly;
+
+impl Handler for Unruly {
+    async fn run(&self, run: Run) {
+        let text = run.request().text.to_string();
+        let (what, wait) = match text.strip_suffix(" after a wait") {
+            Some(what) => (what.to_owned(), true),
+            None => (text, false),
+        };
+        if wait {
+            tokio::task::yield_now().await;
+        }
+        match what.as_str() {
+            "panic" => panic!("the handler panics (on purpose, for the test)"),
+            "nothing" => {}
+            "started only" => {
+                run.started("unruly");
+            }
+            "twice" => {
+                run.started("unruly");
+                let first = run.completed(json!({ "n": 1 }));
+                assert_eq!(first.connections, 1);
+                let second = run.completed(json!({ "n": 2 }));
+                assert_eq!(second.connections, 0, "a second terminal event is dropped");
+                let late = run.emit(agentwire_events::AgentThinking::new("too late"));
+                assert_eq!(late.connections, 0, "events after the end are dropped");
+            }
+            other => panic!("unknown test behaviour {other:?}"),
+        }
+    }
+}
+
+/// Sends a request with `text` and reads frames up to the run's terminal event.
+async fn run_frames(ws: &mut Client, text: &str) -> Vec<Value> {
+    send_json(
+        ws,
+        &json!({"type": "start_agent", "message_id": text, "payload": {"user_request": text}}),
+    )
+    .await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = next_json(ws).await;
+        assert_eq!(frame["reply_to"], text, "{frame}");
+        let kind = frame["type"].as_str().unwrap_or_default().to_owned();
+        frames.push(frame);
+        if kind == "agent_completed" || kind == "agent_error" {
+            return frames;
+        }
+    }
+}
+
+fn types(frames: &[Value]) -> Vec<&str> {
+    frames.iter().filter_map(|f| f["type"].as_str()).collect()
+}
+
+/// The connection still answers, and nothing of the last run arrives after its end.
+async fn still_answers(ws: &mut Client) {
+    send_json(ws, &json!({"type": "ping", "message_id": "alive"})).await;
+    let pong = next_json(ws).await;
+    assert_eq!(
+        (pong["type"].as_str(), pong["reply_to"].as_str()),
+        (Some("pong"), Some("alive")),
+        "{pong}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_ends_with_exactly_one_terminal_event() {
+    let server = start_handler(Config::default(), Unruly).await;
+    let (mut ws, established) = connect(&server, &token("unruly")).await;
+    let mut seq = established["payload"]["stream"]["seq"]
+        .as_u64()
+        .expect("seq");
+    for suffix in ["", " after a wait"] {
+        let cases: [(&str, &[&str], Option<&str>); 4] = [
+            ("panic", &["agent_error"], Some("internal_error")),
+            ("nothing", &["agent_error"], Some("no_result")),
+            (
+                "started only",
+                &["agent_started", "agent_error"],
+                Some("no_result"),
+            ),
+            ("twice", &["agent_started", "agent_completed"], None),
+        ];
+        for (what, expected, code) in cases {
+            let text = format!("{what}{suffix}");
+            let frames = run_frames(&mut ws, &text).await;
+            assert_eq!(types(&frames), expected, "{text}: {frames:?}");
+            let last = frames.last().expect("a terminal frame");
+            if let Some(code) = code {
+                assert_eq!(last["payload"]["code"], code, "{text}: {last}");
+            } else {
+                assert_eq!(last["payload"]["result"], json!({ "n": 1 }), "{text}");
+            }
+            // One run id throughout, and dropped events consumed no `seq`.
+            let run_id = &frames[0]["run_id"];
+            assert!(run_id.is_string(), "{text}: {frames:?}");
+            for frame in &frames {
+                assert_eq!(&frame["run_id"], run_id, "{text}");
+                seq += 1;
+                assert_eq!(frame["seq"], seq, "{text}: {frame}");
+            }
+            still_answers(&mut ws).await;
+        }
+    }
+    server.stop().await;
+}
