@@ -16,9 +16,12 @@ use crate::hub::{Delivered, Emitter};
 /// Acts on clients' requests. Implement it to put a real agent behind the server.
 ///
 /// The server calls [`run`](Self::run) for every `start_agent` and `user_message` (and their
-/// aliases), on a task of its own, and guarantees the run's shape on the wire: if the handler
-/// returns without a terminal event, panics, or the client cancels, the server ends the run
-/// with `agent_error` itself. Other types a client may send reach
+/// aliases). It polls the run once on the connection's task and moves it to a task of its own
+/// at its first wait, so a run that answers at once costs no task; like any async code, a
+/// handler should not block (run heavy synchronous work with `tokio::task::spawn_blocking`).
+/// The server guarantees the run's shape on the wire: if the handler returns without a
+/// terminal event, panics, or the client cancels, the server ends the run with `agent_error`
+/// itself. Other types a client may send reach
 /// [`on_message`](Self::on_message), which by default refuses them.
 ///
 /// ```
