@@ -45,8 +45,8 @@ fn find_escape(bytes: &[u8]) -> Option<usize> {
         .map(|offset| start + offset)
 }
 
-/// Appends `s` as a JSON string, escaped exactly as serde_json does.
-pub(crate) fn string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string (quoted), escaped exactly as serde_json does.
+pub fn string(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -74,8 +74,8 @@ pub(crate) fn string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends an unsigned integer.
-fn number(out: &mut String, mut n: u64) {
+/// Appends an unsigned integer in decimal.
+pub fn number(out: &mut String, mut n: u64) {
     if n < 10 {
         out.push(char::from(b'0' + n as u8));
         return;

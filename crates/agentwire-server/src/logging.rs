@@ -2,8 +2,9 @@
 //! and other JSON pipelines read as structured data (`severity`, `message`, `timestamp`,
 //! `target`, then the event's typed fields), or human-readable lines on a terminal.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
+use agentwire_events::json::{write_string, write_u64};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -80,16 +81,16 @@ impl Fields {
                 line.push(',');
             }
             first = false;
-            push_json_str(&mut line, name);
+            write_string(&mut line, name);
             line.push(':');
             match value {
-                Json::Str(text) => push_json_str(&mut line, text),
-                Json::U64(n) => push_u64(&mut line, *n),
+                Json::Str(text) => write_string(&mut line, text),
+                Json::U64(n) => write_u64(&mut line, *n),
                 Json::I64(n) => {
                     if *n < 0 {
                         line.push('-');
                     }
-                    push_u64(&mut line, n.unsigned_abs());
+                    write_u64(&mut line, n.unsigned_abs());
                 }
                 Json::Bool(b) => line.push_str(if *b { "true" } else { "false" }),
                 // serde_json's float format (shortest round-trip; null when not finite).
@@ -99,52 +100,6 @@ impl Fields {
         line.push_str("}\n");
         line
     }
-}
-
-/// Appends `n` in decimal.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
-}
-
-/// Appends `text` as a JSON string, escaped as serde_json does.
-fn push_json_str(out: &mut String, text: &str) {
-    out.push('"');
-    let mut rest = text;
-    // The bytes that need escaping are all ASCII, so a byte index is a char boundary.
-    while let Some(at) = rest
-        .bytes()
-        .position(|b| b == b'"' || b == b'\\' || b < b' ')
-    {
-        out.push_str(&rest[..at]);
-        let c = rest.as_bytes()[at];
-        match c {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            _ => {
-                let _ = write!(out, "\\u{c:04x}");
-            }
-        }
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-    out.push('"');
 }
 
 impl Visit for Fields {
@@ -178,29 +133,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strings_are_escaped_like_serde_json() {
-        for text in [
-            "plain",
-            "quo\"te",
-            "back\\slash",
-            "nl\n tab\t cr\r",
-            "\u{1} \u{1f} \u{8} \u{c}",
-            "héllo ✓",
-            "",
-        ] {
-            let mut out = String::new();
-            push_json_str(&mut out, text);
-            assert_eq!(out, serde_json::to_string(text).unwrap());
-        }
-    }
-
-    #[test]
-    fn numbers() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
-            let mut out = String::new();
-            push_u64(&mut out, n);
-            assert_eq!(out, n.to_string());
-        }
+    fn negative_numbers() {
         let mut fields = Fields(Vec::new());
         fields.push("n", Json::I64(i64::MIN));
         assert_eq!(fields.into_line(), format!("{{\"n\":{}}}\n", i64::MIN));
