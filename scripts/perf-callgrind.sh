@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Counts the user-space instructions the server spends per run or per connection, with
+# valgrind's callgrind: deterministic, so it compares builds on a shared, noisy machine where
+# CPU time cannot. Used for docs/performance.md ("Where agentwire's CPU goes").
+#
+#   cargo build --release -p agentwire-server
+#   scripts/perf-callgrind.sh runs agentwire      # per run: 3,000 runs on 10 connections
+#   scripts/perf-callgrind.sh runs baseline       # the same against the bare server
+#   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
+#
+# The server runs under callgrind on a free loopback port; a warm-up pass runs first, then
+# the counters are zeroed, the measured workload runs, and the counters are dumped. Prints
+# the total and the total per unit; the profile is left in $OUT (callgrind_annotate reads it).
+set -euo pipefail
+
+mode="${1:?usage: $0 runs|connections agentwire|baseline}"
+kind="${2:?usage: $0 runs|connections agentwire|baseline}"
+BIN="${BIN:-$(dirname "$0")/../target/release/agentwire}"
+OUT="${OUT:-/tmp/agentwire-callgrind-$mode-$kind.out}"
+SECRET="perf-callgrind-secret-of-at-least-32-bytes"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+case "$kind" in
+agentwire) server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
+    --rate-limit-per-sec 0 --log-format json) ;;
+baseline) server=("$BIN" baseline --listen "127.0.0.1:$port") ;;
+*) echo "unknown server kind: $kind" >&2; exit 2 ;;
+esac
+case "$mode" in
+runs) warmup=(-c 10 --runs 300); measured=(-c 10 --runs 3000); units=3000 ;;
+connections) warmup=(-c 200 --idle --duration-secs 0); measured=(-c 2000 --idle --duration-secs 0); units=2000 ;;
+*) echo "unknown mode: $mode" >&2; exit 2 ;;
+esac
+
+rm -f "$OUT" "$OUT".*
+valgrind --tool=callgrind --callgrind-out-file="$OUT" "${server[@]}" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.3
+done
+load() { "$BIN" load "ws://127.0.0.1:$port/ws" --token-secret "$SECRET" --json "$@" >/dev/null; }
+load "${warmup[@]}"
+callgrind_control --zero "$pid" >/dev/null 2>&1
+load "${measured[@]}"
+callgrind_control --dump "$pid" >/dev/null 2>&1
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+trap - EXIT
+total=$(callgrind_annotate "$OUT".1 | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "$kind $mode: $total instructions, $((total / units)) per ${mode%s} (profile: $OUT.1)"
