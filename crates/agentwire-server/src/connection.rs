@@ -292,13 +292,13 @@ impl Connection {
         let written = write_within(write_timeout, async {
             let mut frame = first;
             for _ in 1..WRITE_BATCH {
-                self.feed_now(frame).await?;
+                self.feed(frame).await?;
                 match queue.try_recv() {
                     Ok(next) => frame = next,
                     Err(_) => return self.socket.flush().await,
                 }
             }
-            self.feed_now(frame).await?;
+            self.feed(frame).await?;
             self.socket.flush().await
         })
         .await;
@@ -306,25 +306,12 @@ impl Connection {
     }
 
     /// Feeds one frame to the socket (no timeout of its own: see [`write_batch`]).
-    async fn feed_now(&mut self, frame: Outbound) -> Result<(), axum::Error> {
+    async fn feed(&mut self, frame: Outbound) -> Result<(), axum::Error> {
         let len = frame.text.len();
         self.socket.feed(Message::Text(frame.text)).await?;
         self.shared.metrics.frame_out(frame.message_type, len);
         self.counters.record_out(len);
         Ok(())
-    }
-
-    async fn feed(&mut self, frame: Outbound) -> Result<(), End> {
-        let len = frame.text.len();
-        self.io(|socket| socket.feed(Message::Text(frame.text)))
-            .await?;
-        self.shared.metrics.frame_out(frame.message_type, len);
-        self.counters.record_out(len);
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        self.io(|socket| socket.flush()).await
     }
 
     async fn write(&mut self, message: Message) -> Result<(), End> {
@@ -507,13 +494,11 @@ impl Connection {
         code: CloseCode,
         reason: &'static str,
     ) -> End {
-        while let Ok(frame) = session.queue.try_recv() {
-            if let Err(end) = self.feed(frame).await {
+        // Every write path flushes, so once the queue is empty nothing is left buffered.
+        while let Ok(first) = session.queue.try_recv() {
+            if let Err(end) = self.write_batch(first, &mut session.queue).await {
                 return end;
             }
-        }
-        if let Err(end) = self.flush().await {
-            return end;
         }
         End::Close(CloseInfo::new(code, reason))
     }

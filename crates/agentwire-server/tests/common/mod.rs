@@ -380,26 +380,7 @@ pub fn raw_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 pub async fn raw_close_code(stream: &mut TcpStream) -> Option<u16> {
     let read = async {
         loop {
-            let mut header = [0u8; 2];
-            if stream.read_exact(&mut header).await.is_err() {
-                return None;
-            }
-            let opcode = header[0] & 0x0F;
-            let len = match header[1] & 0x7F {
-                126 => {
-                    let mut b = [0u8; 2];
-                    stream.read_exact(&mut b).await.ok()?;
-                    u64::from(u16::from_be_bytes(b))
-                }
-                127 => {
-                    let mut b = [0u8; 8];
-                    stream.read_exact(&mut b).await.ok()?;
-                    u64::from_be_bytes(b)
-                }
-                n => u64::from(n),
-            };
-            let mut payload = vec![0u8; usize::try_from(len).ok()?];
-            stream.read_exact(&mut payload).await.ok()?;
+            let (_, opcode, payload) = read_frame(stream).await?;
             if opcode == 0x8 {
                 return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
             }
@@ -410,29 +391,31 @@ pub async fn raw_close_code(stream: &mut TcpStream) -> Option<u16> {
         .expect("close in time")
 }
 
+/// One unmasked (server) frame: `(fin, opcode, payload)`; `None` at end of stream. No timeout.
+async fn read_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).await.ok()?;
+    let len = match header[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).await.ok()?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).await.ok()?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).ok()?];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((header[0] & 0x80 != 0, header[0] & 0x0F, payload))
+}
+
 /// Reads one server frame from a raw stream: `(fin, opcode, payload)`; `None` at end of stream.
 pub async fn raw_read_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
-    let read = async {
-        let mut header = [0u8; 2];
-        stream.read_exact(&mut header).await.ok()?;
-        let len = match header[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                stream.read_exact(&mut b).await.ok()?;
-                u64::from(u16::from_be_bytes(b))
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                stream.read_exact(&mut b).await.ok()?;
-                u64::from_be_bytes(b)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(len).ok()?];
-        stream.read_exact(&mut payload).await.ok()?;
-        Some((header[0] & 0x80 != 0, header[0] & 0x0F, payload))
-    };
-    tokio::time::timeout(PATIENCE, read)
+    tokio::time::timeout(PATIENCE, read_frame(stream))
         .await
         .expect("a frame in time")
 }
