@@ -193,3 +193,59 @@ async fn token_expiry_closes_4401_unless_refreshed() {
     assert_eq!(next_json(&mut ws).await["type"], "pong");
     server.stop().await;
 }
+
+/// The read buffer is small (1 KiB by default) and only bounds one socket read: a request of
+/// many buffers' length arrives whole, at the default and at the smallest buffer, and the
+/// connection keeps working after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_larger_than_the_read_buffer_arrive_whole() {
+    for read_buffer in [None, Some(256)] {
+        let mut builder = Config::builder();
+        if let Some(bytes) = read_buffer {
+            builder = builder.read_buffer_bytes(bytes);
+        }
+        let server = start(builder.build().expect("config")).await;
+        let (mut ws, _) = connect(&server, &token("big")).await;
+        // Multi-byte characters, so a read that splits one would show as a decoding error.
+        let text: String = "Grüße aus Köln, 日本 🎉 ".repeat(1_500);
+        assert!(text.len() > 40 * 1024);
+        for request in [text.as_str(), "and a small one after it"] {
+            let events = run_agent(
+                &mut ws,
+                &json!({"type": "start_agent", "payload": {"user_request": request}}),
+            )
+            .await;
+            let types: Vec<_> = events.iter().map(|e| e["type"].as_str()).collect();
+            assert_eq!(
+                types.last(),
+                Some(&Some("agent_completed")),
+                "read buffer {read_buffer:?}"
+            );
+            assert_eq!(events[0]["payload"]["user_request"], request);
+            assert_eq!(
+                events.last().expect("events")["payload"]["result"]["response"],
+                format!("You said: {request}")
+            );
+        }
+        server.stop().await;
+    }
+}
+
+#[test]
+fn buffer_sizes_outside_their_ranges_are_refused() {
+    for bytes in [0, 255, 1024 * 1024 + 1] {
+        let error = Config::builder()
+            .read_buffer_bytes(bytes)
+            .build()
+            .expect_err("out of range");
+        assert!(error.to_string().contains("read_buffer_bytes"), "{error}");
+    }
+    for bytes in [0, 511, 1024 * 1024 + 1] {
+        let error = Config::builder()
+            .write_buffer_bytes(bytes)
+            .build()
+            .expect_err("out of range");
+        assert!(error.to_string().contains("write_buffer_bytes"), "{error}");
+    }
+    assert!(Config::builder().read_buffer_bytes(256).build().is_ok());
+}
