@@ -82,6 +82,20 @@ impl Outbound {
             message_type,
         }
     }
+
+    /// Copies a frame's JSON text into a buffer of exactly its length. Cheaper than
+    /// [`Outbound::new`] on a string with spare capacity: `Bytes` keeps an exact-length buffer
+    /// as it is, but gives any other its own heap-allocated header (one more allocation and
+    /// free per frame than a copy of a few hundred bytes costs).
+    pub(crate) fn copied(text: &str, message_type: MessageType) -> Outbound {
+        Outbound::new(text.to_owned(), message_type)
+    }
+}
+
+thread_local! {
+    /// Where [`Hub::deliver`] writes a frame before copying it out at its exact length: it
+    /// keeps its capacity, so writing a frame never grows a buffer.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 struct Slot {
@@ -199,14 +213,25 @@ impl Delivery for Hub {
             return Delivered::default();
         };
         // Stamped, encoded and queued under the user's lock, so every connection sees the
-        // stream's events in `seq` order. Written straight into the buffer the socket sends.
-        let mut text = String::new();
-        let seq = stream.stamper.emit_into(&event, &mut text);
-        let outbound = Outbound::new(text, event.message_type());
+        // stream's events in `seq` order.
+        let (seq, outbound) = SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            let seq = stream.stamper.emit_into(&event, scratch);
+            (seq, Outbound::copied(scratch, event.message_type()))
+        });
         let mut connections = 0;
-        stream
-            .slots
-            .retain(|slot| match slot.tx.try_send(outbound.clone()) {
+        // The last slot takes the frame itself, the others a clone: with one connection (the
+        // usual case) nothing is cloned, and the frame's bytes never need a shared header.
+        let (slots, mut frame, mut visited) = (stream.slots.len(), Some(outbound), 0);
+        stream.slots.retain(|slot| {
+            visited += 1;
+            let this = if visited == slots {
+                frame.take()
+            } else {
+                frame.clone()
+            };
+            let Some(this) = this else { return true };
+            match slot.tx.try_send(this) {
                 Ok(()) => {
                     connections += 1;
                     true
@@ -219,7 +244,8 @@ impl Delivery for Hub {
                     false
                 }
                 Err(TrySendError::Closed) => false,
-            });
+            }
+        });
         self.metrics.events_emitted.fetch_add(1, Relaxed);
         Delivered { connections, seq }
     }
