@@ -2,7 +2,7 @@
 
 use core::fmt;
 use core::str;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, Visitor};
@@ -168,7 +168,25 @@ impl Timestamp {
 
     /// Appends the RFC 3339 text to `out`.
     pub(crate) fn write_to(self, out: &mut String) {
-        self.with_text(|text| out.push_str(text));
+        thread_local! {
+            /// The last second written on this thread, as `YYYY-MM-DDTHH:MM:SS.` text: kept
+            /// as a string, it is appended without checking its bytes again.
+            static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+        }
+        let second = self.0.div_euclid(MS_PER_SECOND);
+        SECOND.with_borrow_mut(|(cached, text)| {
+            if *cached != second || text.is_empty() {
+                text.clear();
+                self.with_text(|full| text.push_str(full.get(..20).unwrap_or(full)));
+                *cached = second;
+            }
+            out.push_str(text);
+        });
+        let milli = self.0.rem_euclid(MS_PER_SECOND);
+        for digit in [milli / 100, milli / 10 % 10, milli % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push('Z');
     }
 
     /// Runs `f` with the RFC 3339 text.
@@ -390,6 +408,9 @@ mod tests {
                     continue;
                 };
                 assert_eq!(t.format(), t.format_uncached(), "{}", t.0);
+                let mut written = String::from("x");
+                t.write_to(&mut written);
+                assert_eq!(written.as_bytes()[1..], t.format_uncached(), "{}", t.0);
             }
         }
     }

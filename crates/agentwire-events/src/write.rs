@@ -18,41 +18,82 @@ const fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// The index of the first byte to escape, looking at eight bytes at a time.
-fn find_escape(bytes: &[u8]) -> Option<usize> {
+/// Whether any byte of the eight in `w` needs escaping (exact as a yes/no answer).
+///
+/// A byte is flagged when it is below 0x20, or when XOR-ing it with `"` or `\\` gives zero
+/// (`b - n` borrows into the high bit exactly when `b < n`, for bytes under 0x80). Bytes of
+/// 0x80 and above never need escaping and have the high bit set in `w` and in both XORs, so
+/// one `& !w` masks them out of all three tests at once. A borrow can only flag bytes above
+/// a byte that is itself flagged, which leaves the yes/no answer exact.
+#[inline]
+const fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    /// Whether any byte of `w` is below `n` (exact as a yes/no answer for `n` up to 128).
-    const fn any_below(w: u64, n: u8) -> bool {
-        w.wrapping_sub(ONES * n as u64) & !w & HIGH != 0
-    }
-    let mut start = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let w = u64::from_le_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
-        if any_below(w, 0x20)
-            || any_below(w ^ (ONES * u64::from(b'"')), 1)
-            || any_below(w ^ (ONES * u64::from(b'\\')), 1)
-        {
-            break;
+    let control = w.wrapping_sub(ONES * 0x20);
+    let quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
+    let backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+    (control | quote | backslash) & !w & HIGH != 0
+}
+
+/// The index of the first byte to escape, looking at eight bytes at a time: a string of
+/// eight bytes or more ends with a word that overlaps the one before it; a shorter one is
+/// padded with spaces to a word. A clean string never takes the byte loop.
+#[inline]
+fn find_escape(bytes: &[u8]) -> Option<usize> {
+    let word_at = |at: usize| -> u64 {
+        let mut word = [b' '; 8];
+        if let Some(chunk) = bytes.get(at..at + 8) {
+            word.copy_from_slice(chunk);
         }
-        start += 8;
+        u64::from_le_bytes(word)
+    };
+    let first_in = |from: usize| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| needs_escape(b)))
+            .map(|i| from + i)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        let mut word = [b' '; 8];
+        for (slot, &b) in word.iter_mut().zip(bytes) {
+            *slot = b;
+        }
+        return if word_needs_escape(u64::from_le_bytes(word)) {
+            first_in(0)
+        } else {
+            None
+        };
     }
-    bytes[start..]
-        .iter()
-        .position(|&b| needs_escape(b))
-        .map(|offset| start + offset)
+    let mut at = 0;
+    while at + 8 <= len {
+        if word_needs_escape(word_at(at)) {
+            return first_in(at);
+        }
+        at += 8;
+    }
+    if at < len && word_needs_escape(word_at(len - 8)) {
+        return first_in(at);
+    }
+    None
 }
 
 /// Appends `s` as a JSON string (quoted), escaped exactly as serde_json does.
 pub fn string(out: &mut String, s: &str) {
-    out.push('"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    while let Some(offset) = find_escape(&bytes[start..]) {
-        let at = start + offset;
-        out.push_str(&s[start..at]);
+    let Some(first) = find_escape(bytes) else {
+        // The usual case: nothing to escape, one copy.
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    };
+    out.push('"');
+    let (mut start, mut next) = (0, Some(first));
+    while let Some(at) = next {
+        // Every byte to escape is ASCII, so `start` and `at` are on character boundaries.
+        out.push_str(s.get(start..at).unwrap_or_default());
         match bytes[at] {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
@@ -69,8 +110,9 @@ pub fn string(out: &mut String, s: &str) {
             }
         }
         start = at + 1;
+        next = find_escape(&bytes[start..]).map(|i| start + i);
     }
-    out.push_str(&s[start..]);
+    out.push_str(s.get(start..).unwrap_or_default());
     out.push('"');
 }
 
@@ -340,6 +382,45 @@ mod tests {
             let mut out = String::new();
             string(&mut out, s);
             assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_word_test_agrees_with_the_byte_test() {
+        // Every byte at every position, and every pair of adjacent bytes (borrows travel from
+        // one byte into the next), among filler that needs no escape.
+        for at in 0..8 {
+            for a in 0..=255u8 {
+                for b in 0..=255u8 {
+                    let mut word = [b'a'; 8];
+                    word[at] = a;
+                    if at < 7 {
+                        word[at + 1] = b;
+                    }
+                    let expected = word.iter().any(|&x| needs_escape(x));
+                    assert_eq!(
+                        word_needs_escape(u64::from_le_bytes(word)),
+                        expected,
+                        "{word:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_escape_at_any_position_of_any_short_length_is_found() {
+        for len in 0..=25 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é', '~', '\u{7f}'] {
+                    let s: String = (0..len)
+                        .map(|i| if i == at { special } else { 'a' })
+                        .collect();
+                    let mut out = String::new();
+                    string(&mut out, &s);
+                    assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
         }
     }
 
