@@ -14,6 +14,8 @@ Scenarios:
     rates            open loop on 1,000 connections at several runs/s: latency against load
     idle             19,000 idle connections: memory per connection, handshakes/s
     handshakes       10,000 connections as fast as a 2-thread load generator opens them
+    burn             busy1k against the baseline made to burn 0-12 us of CPU per request
+                     (`baseline --burn-us`), beside agentwire: how the p99 follows CPU per run
 
 Only loopback addresses are used; every load run is bounded in count and time.
 """
@@ -43,12 +45,12 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
-def start(binary, kind, port):
+def start(binary, kind, port, burn_us=0.0):
     if kind == "agentwire":
         cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
                "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
     else:
-        cmd = [binary, "baseline", "--listen", f"127.0.0.1:{port}"]
+        cmd = [binary, "baseline", "--listen", f"127.0.0.1:{port}", "--burn-us", str(burn_us)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -71,9 +73,9 @@ def stop(proc):
         proc.wait()
 
 
-def measure(binary, kind, args):
+def measure(binary, kind, args, burn_us=0.0):
     port = free_port()
-    proc = start(binary, kind, port)
+    proc = start(binary, kind, port, burn_us)
     try:
         before = loadavg()
         cmd = [binary, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", SECRET,
@@ -154,6 +156,37 @@ def summarize(results):
     return "\n".join(lines)
 
 
+BURN_US = [0, 2, 4, 6, 8, 10, 12]
+
+
+def burn_sweep(binary, repeats):
+    """busy1k on the baseline burning more and more CPU per request, and on agentwire."""
+    args = SCENARIOS["busy1k"][0]
+    rows = []
+    for burn in BURN_US + ["agentwire"]:
+        reports = []
+        for i in range(repeats):
+            if burn == "agentwire":
+                report = measure(binary, "agentwire", args)
+            else:
+                report = measure(binary, "baseline", args, burn)
+            reports.append(report)
+            print(f"burn {burn} [#{i + 1}] cpu_us/event={pick(report, 'server.cpu_us_per_event')} "
+                  f"p50={pick(report, 'run.latency_ms.p50')} p99={pick(report, 'run.latency_ms.p99')}",
+                  file=sys.stderr, flush=True)
+        cpu = median(reports, "server.cpu_us_per_event")
+        rows.append((burn, cpu * 5 if cpu is not None else None, median(reports, "run.latency_ms.p50"),
+                     median(reports, "run.latency_ms.p99"), median(reports, "run.latency_ms.p99_9")))
+    lines = ["\n### burn: busy1k p99 against server CPU per run\n",
+             f"`{' '.join(args)}`, medians of {repeats}; the baseline started with `--burn-us N`\n",
+             "| server | CPU us/run | p50 ms | p99 ms | p99.9 ms |", "|---|---|---|---|---|"]
+    for burn, cpu, p50, p99, p999 in rows:
+        name = "agentwire" if burn == "agentwire" else f"baseline --burn-us {burn}"
+        fmt = lambda v: "" if v is None else f"{v:.1f}"
+        lines.append(f"| {name} | {fmt(cpu)} | {fmt(p50)} | {fmt(p99)} | {fmt(p999)} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", default=os.path.join(
@@ -163,7 +196,11 @@ def main():
     parser.add_argument("--out", default=None, help="directory for the raw JSON reports")
     args = parser.parse_args()
     results = {}
+    extra = []
     for name in args.scenarios.split(","):
+        if name == "burn":
+            extra.append(burn_sweep(args.bin, args.repeats))
+            continue
         for load_args in SCENARIOS[name]:
             key = f"{name} {' '.join(load_args)}"
             results[key] = {"baseline": [], "agentwire": []}
@@ -184,6 +221,8 @@ def main():
                         with open(path, "w") as f:
                             json.dump(report, f, indent=1)
     print(summarize(results))
+    for table in extra:
+        print(table)
 
 
 if __name__ == "__main__":

@@ -444,11 +444,19 @@ async fn load_reports_refused_handshakes_by_kind() {
     server.stop().await;
 }
 
-/// The hidden baseline server, driven by the same load tool.
+/// The hidden baseline server, driven by the same load tool; also with CPU burnt per request
+/// (`--burn-us`), which changes its cost and nothing it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baseline_serves_the_load_tool() {
+    for burn in ["0", "300"] {
+        baseline_run(burn).await;
+    }
+}
+
+async fn baseline_run(burn_us: &str) {
     let mut child = Command::new(BIN)
         .args(["baseline", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .args(["--burn-us", burn_us])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -28,6 +28,11 @@ pub(crate) struct BaselineArgs {
     /// Runtime worker threads (default: one per core, like `agentwire serve`).
     #[arg(long)]
     threads: Option<usize>,
+    /// Busy-wait this many microseconds of CPU on each request before answering: a bare
+    /// server that costs as much per run as a heavier one, to tell the cost of CPU per run
+    /// from the cost of a server's structure (docs/performance.md, "p99 and CPU per run").
+    #[arg(long, default_value_t = 0.0)]
+    burn_us: f64,
 }
 
 /// The first frame agentwire sends, captured from a real server (see [`FRAMES`]).
@@ -57,6 +62,7 @@ pub(crate) fn run(args: &BaselineArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let burn = std::time::Duration::from_secs_f64(args.burn_us.max(0.0) / 1e6);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -82,7 +88,7 @@ pub(crate) fn run(args: &BaselineArgs) -> Result<ExitCode, String> {
                 () = &mut stop => return Ok(ExitCode::SUCCESS),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        tokio::spawn(serve(stream));
+                        tokio::spawn(serve(stream, burn));
                     }
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
                 },
@@ -107,7 +113,19 @@ fn answer_marker(request: &Request, mut response: Response) -> Result<Response, 
     Ok(response)
 }
 
-async fn serve(stream: TcpStream) {
+/// Spins on the CPU for `burn` (a no-op for zero): work that cannot yield, like parsing and
+/// serializing.
+fn burn_cpu(burn: std::time::Duration) {
+    if burn.is_zero() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < burn {
+        std::hint::spin_loop();
+    }
+}
+
+async fn serve(stream: TcpStream, burn: std::time::Duration) {
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -127,6 +145,7 @@ async fn serve(stream: TcpStream) {
     // Pings are answered and close frames returned by tungstenite while reading.
     while let Some(Ok(message)) = ws.next().await {
         if let Message::Text(_) = message {
+            burn_cpu(burn);
             for frame in FRAMES {
                 if ws
                     .feed(Message::Text(Utf8Bytes::from_static(frame)))
