@@ -80,7 +80,10 @@ struct IdBuf {
 impl IdBuf {
     /// `tag` is at most 8 ASCII bytes (the crate's own tags are 3 or 4).
     fn fresh(tag: &str) -> IdBuf {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        IdBuf::with_counter(tag, COUNTER.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn with_counter(tag: &str, n: u64) -> IdBuf {
         let digits = ((64 - n.leading_zeros() as usize).div_ceil(4)).max(1);
         let tag = &tag.as_bytes()[..tag.len().min(8)];
         let mut bytes = [0u8; 40];
@@ -96,6 +99,23 @@ impl IdBuf {
     fn as_str(&self) -> &str {
         // ASCII tag, hex digits and `_` only.
         core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("evt_0")
+    }
+}
+
+/// `evt_`, the process prefix and `_`: the start of every event id.
+static EVENT_ID_START: LazyLock<String> = LazyLock::new(|| {
+    let id = IdBuf::with_counter("evt_", 0);
+    let text = id.as_str();
+    text.get(..text.len() - 1).unwrap_or(text).to_owned()
+});
+
+/// Appends the event id with counter value `n` (what [`next_event_id`] returns when the
+/// counter gives it `n`), without building it apart first.
+pub(crate) fn write_event_id(out: &mut String, n: u64) {
+    out.push_str(&EVENT_ID_START);
+    let digits = ((64 - n.leading_zeros()).div_ceil(4)).max(1);
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
     }
 }
 
@@ -217,9 +237,10 @@ impl StreamStamper {
     /// ```
     pub fn emit_into(&mut self, event: &Event, out: &mut String) -> Option<u64> {
         let seq = self.next_seq(event);
-        let id = IdBuf::fresh("evt_");
-        out.reserve(crate::write::size_hint(event) + id.len);
-        crate::write::frame_into(out, event, id.as_str(), true, Timestamp::now(), seq);
+        let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+        out.reserve(crate::write::size_hint(event) + 40);
+        let id = crate::write::EventId::Fresh(counter);
+        crate::write::frame_into(out, event, id, Timestamp::now(), seq);
         seq
     }
 }
@@ -325,6 +346,15 @@ impl fmt::Debug for EncodedFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_written_in_place_match_ids_built_apart() {
+        for n in [0, 1, 0xf, 0x10, 0x1a2b3, u64::from(u32::MAX), u64::MAX] {
+            let mut out = String::from("x");
+            write_event_id(&mut out, n);
+            assert_eq!(out[1..], *IdBuf::with_counter("evt_", n).as_str(), "{n}");
+        }
+    }
 
     #[test]
     fn ids_are_unique_and_well_formed() {

@@ -241,34 +241,40 @@ pub(crate) fn frame(frame: &Frame) -> String {
     frame_into(
         &mut out,
         frame.event(),
-        frame.event_id(),
-        false,
+        EventId::Text(frame.event_id()),
         frame.timestamp(),
         frame.seq(),
     );
     out
 }
 
+/// The `event_id` a frame is written with.
+pub(crate) enum EventId<'a> {
+    /// An id from elsewhere (a [`Frame`] read from text): escaped like any string.
+    Text(&'a str),
+    /// A fresh id of this process, by its counter value: written straight from the counter,
+    /// with nothing to scan or check (see [`crate::stamp`]).
+    Fresh(u64),
+}
+
 /// Appends the JSON text of `event` stamped with `event_id`, `timestamp` and `seq`.
-/// `plain_id` says the id has nothing to escape (the ids this crate makes: letters, digits
-/// and `_`), so it is copied without a scan.
 pub(crate) fn frame_into(
     out: &mut String,
     event: &Event,
-    event_id: &str,
-    plain_id: bool,
+    event_id: EventId<'_>,
     timestamp: crate::Timestamp,
     seq: Option<u64>,
 ) {
     out.push_str("{\"type\":\"");
     out.push_str(event.message_type().as_str());
     out.push_str("\",\"event_id\":");
-    if plain_id {
-        out.push('"');
-        out.push_str(event_id);
-        out.push('"');
-    } else {
-        string(out, event_id);
+    match event_id {
+        EventId::Text(id) => string(out, id),
+        EventId::Fresh(counter) => {
+            out.push('"');
+            crate::stamp::write_event_id(out, counter);
+            out.push('"');
+        }
     }
     field_timestamp(out, key!("timestamp"), timestamp);
     opt_str(out, key!("run_id"), event.run_id());
