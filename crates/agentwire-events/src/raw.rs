@@ -340,6 +340,15 @@ pub(crate) fn envelope<'de>(
     text: &'de str,
     out: &mut Envelope<'de>,
 ) -> Result<(), serde_json::Error> {
+    if fast::envelope(text, out).is_some() {
+        return Ok(());
+    }
+    *out = Envelope::default();
+    serde_envelope(text, out)
+}
+
+/// [`envelope`] through serde alone: any JSON, with serde_json's errors.
+fn serde_envelope<'de>(text: &'de str, out: &mut Envelope<'de>) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.deserialize_map(EnvelopeVisitor { out })?;
     de.end()
@@ -399,5 +408,355 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'_, 'de> {
             *slot = Some(value);
         }
         Ok(())
+    }
+}
+
+/// The common shape of a request, read without serde: a flat object of known members whose
+/// values are strings without escapes, numbers, or (for `context`) any JSON value, and a
+/// payload object of the same kind after the `type`. Anything else (an escape, an unknown or
+/// repeated member, a payload before the type or of a type that keeps it raw, a value of
+/// another kind, invalid JSON) gives `None`, and the caller reads the frame with serde from
+/// the start. What it does read, it reads exactly as the serde visitors do (a test holds the
+/// two equal over the fuzz corpus and generated variants).
+mod fast {
+    use super::*;
+
+    /// Returns `None` as soon as the text leaves the shape; `out` is then partly filled.
+    pub(super) fn envelope<'de>(text: &'de str, out: &mut Envelope<'de>) -> Option<()> {
+        let mut c = Cursor { text, at: 0 };
+        c.eat(b'{')?;
+        if !c.eat_if(b'}') {
+            loop {
+                let key = c.plain_str()?;
+                c.eat(b':')?;
+                match key {
+                    "type" => {
+                        let name = c.plain_str()?;
+                        set(&mut out.ty, Scalar::Str(Cow::Borrowed(name)))?;
+                        out.resolved = Some(normalize(name).ok());
+                    }
+                    "message_id" => set(&mut out.message_id, c.scalar()?)?,
+                    "thread_id" => set(&mut out.thread_id, c.scalar()?)?,
+                    "timestamp" => set(&mut out.timestamp, c.scalar()?)?,
+                    "payload" | "data" if reads_fields(out.resolved) => {
+                        let fields = c.payload()?;
+                        let slot = if key == "payload" {
+                            &mut out.payload
+                        } else {
+                            &mut out.data
+                        };
+                        set(slot, Body::Fields(fields))?;
+                    }
+                    _ => return None,
+                }
+                if !c.eat_if(b',') {
+                    break;
+                }
+            }
+            c.eat(b'}')?;
+        }
+        c.skip_ws();
+        (c.at == text.len()).then_some(())
+    }
+
+    /// Fills an empty slot; a repeated member leaves the shape.
+    fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value);
+        Some(())
+    }
+
+    struct Cursor<'de> {
+        text: &'de str,
+        at: usize,
+    }
+
+    impl<'de> Cursor<'de> {
+        fn skip_ws(&mut self) {
+            let bytes = self.text.as_bytes();
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(self.at) {
+                self.at += 1;
+            }
+        }
+
+        fn peek(&mut self) -> Option<u8> {
+            self.skip_ws();
+            self.text.as_bytes().get(self.at).copied()
+        }
+
+        fn eat(&mut self, byte: u8) -> Option<()> {
+            self.eat_if(byte).then_some(())
+        }
+
+        fn eat_if(&mut self, byte: u8) -> bool {
+            let found = self.peek() == Some(byte);
+            if found {
+                self.at += 1;
+            }
+            found
+        }
+
+        /// A string without escapes or control characters, borrowed from the text.
+        fn plain_str(&mut self) -> Option<&'de str> {
+            self.eat(b'"')?;
+            let start = self.at;
+            let rest = self.text.as_bytes().get(start..)?;
+            // The first quote, backslash or control character: only a quote may end it here.
+            let len = crate::write::find_escape(rest)?;
+            if rest[len] != b'"' {
+                return None;
+            }
+            self.at = start + len + 1;
+            self.text.get(start..start + len)
+        }
+
+        /// A member's value as [`Scalar`] reads it: strings without escapes and numbers here
+        /// (numbers through serde_json, so they convert exactly as in the serde path).
+        fn scalar(&mut self) -> Option<Scalar<'de>> {
+            match self.peek()? {
+                b'"' => self.plain_str().map(|s| Scalar::Str(Cow::Borrowed(s))),
+                b'-' | b'0'..=b'9' => {
+                    let start = self.at;
+                    let bytes = self.text.as_bytes();
+                    while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') =
+                        bytes.get(self.at)
+                    {
+                        self.at += 1;
+                    }
+                    serde_json::from_str(self.text.get(start..self.at)?).ok()
+                }
+                _ => None,
+            }
+        }
+
+        /// The payload object of a request whose fields are read in the first pass.
+        fn payload(&mut self) -> Option<PayloadFields<'de>> {
+            let mut f = PayloadFields::default();
+            self.eat(b'{')?;
+            if self.eat_if(b'}') {
+                return Some(f);
+            }
+            loop {
+                let key = self.plain_str()?;
+                self.eat(b':')?;
+                if key == "context" {
+                    set(&mut f.context, self.raw_value()?)?;
+                } else {
+                    let slot = match key {
+                        "user_request" => &mut f.user_request,
+                        "message" => &mut f.message,
+                        "content" => &mut f.content,
+                        "text" => &mut f.text,
+                        "agent_name" => &mut f.agent_name,
+                        "thread_id" => &mut f.thread_id,
+                        "token" => &mut f.token,
+                        "run_id" => &mut f.run_id,
+                        _ => return None,
+                    };
+                    set(slot, self.scalar()?)?;
+                }
+                if !self.eat_if(b',') {
+                    break;
+                }
+            }
+            self.eat(b'}')?;
+            Some(f)
+        }
+
+        /// Any JSON value, kept raw: its extent found by matching brackets outside strings,
+        /// then checked by serde_json (which also borrows it).
+        fn raw_value(&mut self) -> Option<&'de RawValue> {
+            self.skip_ws();
+            let start = self.at;
+            let bytes = self.text.as_bytes();
+            let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+            loop {
+                let b = *bytes.get(self.at)?;
+                self.at += 1;
+                if in_string {
+                    match b {
+                        _ if escaped => escaped = false,
+                        b'\\' => escaped = true,
+                        b'"' => in_string = false,
+                        _ => {}
+                    }
+                    if !in_string && depth == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    // A scalar at the top: up to the next delimiter.
+                    b',' if depth == 0 => return None,
+                    _ if depth == 0 => {
+                        while let Some(next) = bytes.get(self.at) {
+                            if matches!(next, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                                break;
+                            }
+                            self.at += 1;
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            serde_json::from_str(self.text.get(start..self.at)?).ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The envelope as serde reads it, or its error.
+    fn by_serde(text: &str) -> Result<String, String> {
+        let mut e = Envelope::default();
+        serde_envelope(text, &mut e)
+            .map(|()| format!("{e:?}"))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the fast path read `text`; when it did, it must have read what serde reads.
+    fn agrees(text: &str) -> bool {
+        let mut e = Envelope::default();
+        if fast::envelope(text, &mut e).is_none() {
+            return false;
+        }
+        assert_eq!(Ok(format!("{e:?}")), by_serde(text), "{text}");
+        true
+    }
+
+    #[test]
+    fn the_fast_path_reads_common_requests() {
+        for text in [
+            r#"{"type":"start_agent","message_id":"c500-17","payload":{"user_request":"What is the weather in Oslo today?"}}"#,
+            r#"{"type":"start_agent","message_id":"msg_01HZX3K9Q2M4","thread_id":"thread_7f3a9c","timestamp":1735787045.678,"payload":{"user_request":"Find flights","agent_name":"travel_planner","context":{"locale":"en-GB","timezone":"Europe/Oslo"}}}"#,
+            " { \"type\" : \"user_message\" , \"data\" : { \"message\" : \"hi\" } } \n",
+            r#"{"type":"cancel_agent","payload":{"run_id":"run_1"}}"#,
+            r#"{}"#,
+        ] {
+            assert!(agrees(text), "not read by the fast path: {text}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_serde_reads_or_leaves_the_frame_to_it() {
+        let types = [
+            r#""start_agent""#,
+            r#""START_AGENT""#,
+            r#""user_message""#,
+            r#""ping""#,
+            r#""cancel_agent""#,
+            r#""auth_refresh""#,
+            r#""no_such_type""#,
+            r#""start\u005fagent""#,
+            "7",
+            "null",
+        ];
+        let ids = [
+            r#""m1""#,
+            "42",
+            "-1",
+            "1.5e3",
+            r#""a\"b""#,
+            "[1]",
+            "01",
+            "-",
+            "1e400",
+        ];
+        let payloads = [
+            "{}",
+            "null",
+            "[]",
+            r#""text""#,
+            r#"{"user_request":"hi"}"#,
+            r#"{"user_request":"hi","context":{"a":[1,{"b":"}]\"{"}],"c":null}}"#,
+            r#"{"context":"s\"}"}"#,
+            r#"{"context":12.5}"#,
+            r#"{"context":null}"#,
+            r#"{"context":{"a":1}]}"#,
+            r#"{"context":{"a":}}"#,
+            r#"{"user_request":1}"#,
+            r#"{"user_request":true}"#,
+            r#"{"text":"x","message":"y","content":"z"}"#,
+            r#"{"user_request":"a","user_request":"b"}"#,
+            r#"{"other":1}"#,
+            r#"{"user_request":"tab\there"}"#,
+            "{\"user_request\":\"raw\u{1}control\"}",
+            r#"{"agent_name":"é 日本 🎉","thread_id":"t","token":"x.y.z","run_id":"r"}"#,
+        ];
+        let mut read = 0;
+        let mut total = 0;
+        for ty in types {
+            for id in ids {
+                for payload in payloads {
+                    for key in ["payload", "data"] {
+                        let members = [
+                            format!(r#""type":{ty}"#),
+                            format!(r#""message_id":{id}"#),
+                            format!(r#""{key}":{payload}"#),
+                        ];
+                        for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
+                            let body: Vec<&str> =
+                                order.iter().map(|&i| members[i].as_str()).collect();
+                            for (sep, open, close) in
+                                [(",", "{", "}"), (" ,\n ", " {\t", "} "), (",", "{", "}x")]
+                            {
+                                let text = format!("{open}{}{close}", body.join(sep));
+                                total += 1;
+                                if agrees(&text) {
+                                    read += 1;
+                                }
+                                // Cut short anywhere: never read as something else.
+                                if total % 7 == 0 {
+                                    for cut in 0..text.len() {
+                                        if let Some(prefix) = text.get(..cut) {
+                                            agrees(prefix);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Both paths get work: the generator is not all one shape (720 of 30,780 take the
+        // fast path when this was written).
+        assert!(read > 500 && read < total / 2, "{read} of {total}");
+    }
+
+    /// The committed seeds; `AGENTWIRE_INBOUND_CORPUS=DIR` checks a long-run corpus kept
+    /// outside git instead (fuzz/README.md).
+    #[test]
+    fn the_fast_path_agrees_with_serde_on_the_fuzz_corpus() {
+        let dir = std::env::var("AGENTWIRE_INBOUND_CORPUS").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../fuzz/corpus/inbound_frame"
+            )
+            .to_owned()
+        });
+        let (mut files, mut fast) = (0, 0);
+        for entry in std::fs::read_dir(&dir).expect("the corpus") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+            files += 1;
+            if std::str::from_utf8(&bytes).is_ok_and(agrees) {
+                fast += 1;
+            }
+        }
+        assert!(files > 10, "{files} files in {dir}");
+        assert!(fast > 0, "none of {files} files took the fast path");
     }
 }

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::event::{Event, Frame};
 use crate::payload::{Payload, ToolStatus};
 
-/// Whether serde_json escapes this byte inside a string.
+/// Whether serde_json escapes this byte inside a string (what the word tests must agree with).
+#[cfg(test)]
 const fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
@@ -36,57 +37,56 @@ const fn escape_flags(w: u64) -> u64 {
     (control | quote | backslash) & !w & HIGH
 }
 
-/// Whether any byte of the eight in `w` needs escaping.
+/// The index of the first byte of `w` (little-endian, so byte 0 is the lowest) that needs
+/// escaping: the lowest flag is exact, as a borrow only flags bytes above a flagged one.
 #[inline]
-const fn word_needs_escape(w: u64) -> bool {
-    escape_flags(w) != 0
+const fn first_flagged(w: u64) -> Option<usize> {
+    match escape_flags(w) {
+        0 => None,
+        flags => Some((flags.trailing_zeros() / 8) as usize),
+    }
 }
 
-/// Whether any byte of two words needs escaping, with one branch.
+/// The index of the first byte to escape (a quote, a backslash or a control character),
+/// looking at sixteen bytes at a time, then at the rest: a string of eight bytes or more ends
+/// with a word that overlaps the one before it; a shorter one is padded with spaces to a word.
+/// Never a loop over bytes.
 #[inline]
-const fn words_need_escape(a: u64, b: u64) -> bool {
-    escape_flags(a) | escape_flags(b) != 0
-}
-
-/// The index of the first byte to escape, looking at sixteen bytes at a time (two words,
-/// one branch), then at the rest: a string of eight bytes or more ends with a word that
-/// overlaps the one before it; a shorter one is padded with spaces to a word. A clean string
-/// never takes the byte loop.
-#[inline]
-fn find_escape(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn find_escape(bytes: &[u8]) -> Option<usize> {
     const SPACES: [u8; 8] = [b' '; 8];
     let word = |chunk: &[u8]| u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or(SPACES));
-    let first_in = |from: usize| {
-        bytes
-            .get(from..)
-            .and_then(|rest| rest.iter().position(|&b| needs_escape(b)))
-            .map(|i| from + i)
-    };
     let len = bytes.len();
     if len < 8 {
         let mut padded = SPACES;
         for (slot, &b) in padded.iter_mut().zip(bytes) {
             *slot = b;
         }
-        return word_needs_escape(u64::from_le_bytes(padded)).then(|| first_in(0))?;
+        return first_flagged(u64::from_le_bytes(padded));
     }
     let mut pairs = bytes.chunks_exact(16);
     let mut at = 0;
     for pair in &mut pairs {
         let (a, b) = pair.split_at(8);
-        if words_need_escape(word(a), word(b)) {
-            return first_in(at);
+        let (a, b) = (word(a), word(b));
+        if escape_flags(a) | escape_flags(b) != 0 {
+            return match first_flagged(a) {
+                Some(i) => Some(at + i),
+                None => first_flagged(b).map(|i| at + 8 + i),
+            };
         }
         at += 16;
     }
     let rest = pairs.remainder();
-    let last = bytes.get(len - 8..).map_or(0, word);
-    let flagged = if rest.len() > 8 {
-        words_need_escape(word(&rest[..8]), last)
-    } else {
-        !rest.is_empty() && word_needs_escape(last)
-    };
-    if flagged { first_in(at) } else { None }
+    if rest.len() > 8
+        && let Some(i) = first_flagged(word(&rest[..8]))
+    {
+        return Some(at + i);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    // The last eight bytes; those before `at` among them are known clean.
+    first_flagged(bytes.get(len - 8..).map_or(0, word)).map(|i| len - 8 + i)
 }
 
 /// Appends `s` as a JSON string (quoted), escaped exactly as serde_json does.
@@ -414,9 +414,9 @@ mod tests {
                     if at < 7 {
                         word[at + 1] = b;
                     }
-                    let expected = word.iter().any(|&x| needs_escape(x));
+                    let expected = word.iter().position(|&x| needs_escape(x));
                     assert_eq!(
-                        word_needs_escape(u64::from_le_bytes(word)),
+                        first_flagged(u64::from_le_bytes(word)),
                         expected,
                         "{word:?}"
                     );
