@@ -169,24 +169,19 @@ impl Timestamp {
     /// Appends the RFC 3339 text to `out`.
     pub(crate) fn write_to(self, out: &mut String) {
         thread_local! {
-            /// The last second written on this thread, as `YYYY-MM-DDTHH:MM:SS.` text: kept
-            /// as a string, it is appended without checking its bytes again.
-            static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+            /// The last millisecond written on this thread and its whole text (the events of
+            /// one run usually share it): kept as a string, it is appended without checking
+            /// its bytes again.
+            static LAST: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
         }
-        let second = self.0.div_euclid(MS_PER_SECOND);
-        SECOND.with_borrow_mut(|(cached, text)| {
-            if *cached != second || text.is_empty() {
+        LAST.with_borrow_mut(|(cached, text)| {
+            if *cached != self.0 || text.is_empty() {
                 text.clear();
-                self.with_text(|full| text.push_str(full.get(..20).unwrap_or(full)));
-                *cached = second;
+                self.with_text(|full| text.push_str(full));
+                *cached = self.0;
             }
             out.push_str(text);
         });
-        let milli = self.0.rem_euclid(MS_PER_SECOND);
-        for digit in [milli / 100, milli / 10 % 10, milli % 10] {
-            out.push(char::from(b'0' + digit as u8));
-        }
-        out.push('Z');
     }
 
     /// Runs `f` with the RFC 3339 text.
