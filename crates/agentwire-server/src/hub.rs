@@ -222,32 +222,38 @@ impl Delivery for Hub {
             (seq, Outbound::copied(scratch, event.message_type()))
         });
         let mut connections = 0;
-        // The last slot takes the frame itself, the others a clone: with one connection (the
-        // usual case) nothing is cloned, and the frame's bytes never need a shared header.
-        let (slots, mut frame, mut visited) = (stream.slots.len(), Some(outbound), 0);
-        stream.slots.retain(|slot| {
-            visited += 1;
-            let this = if visited == slots {
-                frame.take()
-            } else {
-                frame.clone()
-            };
-            let Some(this) = this else { return true };
-            match slot.tx.try_send(this) {
-                Ok(()) => {
-                    connections += 1;
-                    true
-                }
-                Err(TrySendError::Full) => {
-                    // A consumer that cannot keep up loses its place on the stream: dropping the
-                    // sender ends its queue, and the connection closes itself with 4008 once it
-                    // has written what was already queued.
-                    self.metrics.queue_drops.fetch_add(1, Relaxed);
-                    false
-                }
-                Err(TrySendError::Closed) => false,
+        let mut offer = |slot: &Slot, frame: Outbound| match slot.tx.try_send(frame) {
+            Ok(()) => {
+                connections += 1;
+                true
             }
-        });
+            Err(TrySendError::Full) => {
+                // A consumer that cannot keep up loses its place on the stream: dropping the
+                // sender ends its queue, and the connection closes itself with 4008 once it
+                // has written what was already queued.
+                self.metrics.queue_drops.fetch_add(1, Relaxed);
+                false
+            }
+            Err(TrySendError::Closed) => false,
+        };
+        if let [slot] = stream.slots.as_slice() {
+            // One connection (the usual case): it takes the frame itself, no clone.
+            if !offer(slot, outbound) {
+                stream.slots.clear();
+            }
+        } else {
+            // The last slot takes the frame itself, the others a clone.
+            let (slots, mut frame, mut visited) = (stream.slots.len(), Some(outbound), 0);
+            stream.slots.retain(|slot| {
+                visited += 1;
+                let this = if visited == slots {
+                    frame.take()
+                } else {
+                    frame.clone()
+                };
+                this.is_none_or(|this| offer(slot, this))
+            });
+        }
         self.metrics.events_emitted.fetch_add(1, Relaxed);
         Delivered { connections, seq }
     }
