@@ -63,6 +63,11 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// How many hex digits `value` has (at least one).
+fn hex_digits(value: u64) -> usize {
+    ((64 - value.leading_zeros() as usize).div_ceil(4)).max(1)
+}
+
 /// Fills `out` with the low hex digits of `value`, most significant first.
 fn write_hex(out: &mut [u8], mut value: u64) {
     for slot in out.iter_mut().rev() {
@@ -84,7 +89,7 @@ impl IdBuf {
     }
 
     fn with_counter(tag: &str, n: u64) -> IdBuf {
-        let digits = ((64 - n.leading_zeros() as usize).div_ceil(4)).max(1);
+        let digits = hex_digits(n);
         let tag = &tag.as_bytes()[..tag.len().min(8)];
         let mut bytes = [0u8; 40];
         let prefix_end = tag.len() + PROCESS_PREFIX.len();
@@ -104,17 +109,16 @@ impl IdBuf {
 
 /// `evt_`, the process prefix and `_`: the start of every event id.
 static EVENT_ID_START: LazyLock<String> = LazyLock::new(|| {
-    let id = IdBuf::with_counter("evt_", 0);
-    let text = id.as_str();
-    text.get(..text.len() - 1).unwrap_or(text).to_owned()
+    // The prefix is ASCII hex digits.
+    let prefix = core::str::from_utf8(&PROCESS_PREFIX[..]).unwrap_or("000000000000");
+    ["evt_", prefix, "_"].concat()
 });
 
 /// Appends the event id with counter value `n` (what [`next_event_id`] returns when the
 /// counter gives it `n`), without building it apart first.
 pub(crate) fn write_event_id(out: &mut String, n: u64) {
     out.push_str(&EVENT_ID_START);
-    let digits = ((64 - n.leading_zeros()).div_ceil(4)).max(1);
-    for i in (0..digits).rev() {
+    for i in (0..hex_digits(n)).rev() {
         out.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
     }
 }

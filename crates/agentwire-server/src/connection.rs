@@ -334,9 +334,9 @@ impl Connection {
             self.shared.metrics.error_sent(intern_code(&reply.code));
         }
         let message_type = event.message_type();
-        let frame = Outbound::new(event.stamp_control().to_json(), message_type);
-        let len = frame.text.len();
-        self.write(Message::Text(frame.text)).await?;
+        let text = event.stamp_control().to_json();
+        let len = text.len();
+        self.write(Message::Text(text.into())).await?;
         self.shared.metrics.frame_out(message_type, len);
         self.counters.record_out(len);
         Ok(())

@@ -74,21 +74,16 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    /// Wraps a frame's JSON text without copying it: the bytes are shared by reference count
-    /// with every other connection that receives the same frame.
-    pub(crate) fn new(text: String, message_type: MessageType) -> Outbound {
+    /// Copies a frame's JSON text into a buffer of exactly its length, shared by reference
+    /// count with every other connection that receives the frame. Cheaper than handing over a
+    /// string with spare capacity: `Bytes` keeps an exact-length buffer as it is, but gives any
+    /// other its own heap-allocated header (one more allocation and free per frame than a copy
+    /// of a few hundred bytes costs).
+    pub(crate) fn copied(text: &str, message_type: MessageType) -> Outbound {
         Outbound {
-            text: Utf8Bytes::from(text),
+            text: Utf8Bytes::from(text.to_owned()),
             message_type,
         }
-    }
-
-    /// Copies a frame's JSON text into a buffer of exactly its length. Cheaper than
-    /// [`Outbound::new`] on a string with spare capacity: `Bytes` keeps an exact-length buffer
-    /// as it is, but gives any other its own heap-allocated header (one more allocation and
-    /// free per frame than a copy of a few hundred bytes costs).
-    pub(crate) fn copied(text: &str, message_type: MessageType) -> Outbound {
-        Outbound::new(text.to_owned(), message_type)
     }
 }
 
@@ -222,37 +217,32 @@ impl Delivery for Hub {
             (seq, Outbound::copied(scratch, event.message_type()))
         });
         let mut connections = 0;
-        let mut offer = |slot: &Slot, frame: Outbound| match slot.tx.try_send(frame) {
-            Ok(()) => {
-                connections += 1;
-                true
+        // Each slot but the last gets a clone, the last the frame itself: with one connection
+        // (the usual case) nothing is cloned. A slot whose queue refuses the frame leaves.
+        let mut frame = Some(outbound);
+        let mut i = 0;
+        while let Some(slot) = stream.slots.get(i) {
+            let this = if i + 1 == stream.slots.len() {
+                frame.take()
+            } else {
+                frame.clone()
+            };
+            let Some(this) = this else { break };
+            match slot.tx.try_send(this) {
+                Ok(()) => {
+                    connections += 1;
+                    i += 1;
+                }
+                Err(error) => {
+                    if error == TrySendError::Full {
+                        // A consumer that cannot keep up loses its place on the stream:
+                        // dropping the sender ends its queue, and the connection closes itself
+                        // with 4008 once it has written what was already queued.
+                        self.metrics.queue_drops.fetch_add(1, Relaxed);
+                    }
+                    stream.slots.remove(i);
+                }
             }
-            Err(TrySendError::Full) => {
-                // A consumer that cannot keep up loses its place on the stream: dropping the
-                // sender ends its queue, and the connection closes itself with 4008 once it
-                // has written what was already queued.
-                self.metrics.queue_drops.fetch_add(1, Relaxed);
-                false
-            }
-            Err(TrySendError::Closed) => false,
-        };
-        if let [slot] = stream.slots.as_slice() {
-            // One connection (the usual case): it takes the frame itself, no clone.
-            if !offer(slot, outbound) {
-                stream.slots.clear();
-            }
-        } else {
-            // The last slot takes the frame itself, the others a clone.
-            let (slots, mut frame, mut visited) = (stream.slots.len(), Some(outbound), 0);
-            stream.slots.retain(|slot| {
-                visited += 1;
-                let this = if visited == slots {
-                    frame.take()
-                } else {
-                    frame.clone()
-                };
-                this.is_none_or(|this| offer(slot, this))
-            });
         }
         self.metrics.events_emitted.fetch_add(1, Relaxed);
         Delivered { connections, seq }

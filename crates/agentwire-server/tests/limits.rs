@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentwire_auth::testing::Claims;
 use agentwire_events::Event;
-use agentwire_server::Config;
+use agentwire_server::{Config, ConfigBuilder};
 use common::*;
 use futures_util::SinkExt;
 use serde_json::json;
@@ -233,19 +233,26 @@ async fn requests_larger_than_the_read_buffer_arrive_whole() {
 
 #[test]
 fn buffer_sizes_outside_their_ranges_are_refused() {
-    for bytes in [0, 255, 1024 * 1024 + 1] {
-        let error = Config::builder()
-            .read_buffer_bytes(bytes)
-            .build()
-            .expect_err("out of range");
-        assert!(error.to_string().contains("read_buffer_bytes"), "{error}");
-    }
-    for bytes in [0, 511, 1024 * 1024 + 1] {
-        let error = Config::builder()
-            .write_buffer_bytes(bytes)
-            .build()
-            .expect_err("out of range");
-        assert!(error.to_string().contains("write_buffer_bytes"), "{error}");
+    type Setter = fn(ConfigBuilder, usize) -> ConfigBuilder;
+    let settings: [(Setter, &str, [usize; 3]); 2] = [
+        (
+            ConfigBuilder::read_buffer_bytes,
+            "read_buffer_bytes",
+            [0, 255, 1024 * 1024 + 1],
+        ),
+        (
+            ConfigBuilder::write_buffer_bytes,
+            "write_buffer_bytes",
+            [0, 511, 1024 * 1024 + 1],
+        ),
+    ];
+    for (set, name, refused) in settings {
+        for bytes in refused {
+            let error = set(Config::builder(), bytes)
+                .build()
+                .expect_err("out of range");
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
     assert!(Config::builder().read_buffer_bytes(256).build().is_ok());
 }
