@@ -84,11 +84,11 @@ pub(crate) fn serve(
     shared.metrics.connections_active.fetch_add(1, Relaxed);
     shared.metrics.connections_total.fetch_add(1, Relaxed);
     let active = ActiveGuard(Arc::clone(&shared));
-    let (_, id) = shared.next_id("conn");
+    let id = shared.next_id("conn");
     let mut conn = Connection {
         shared,
         socket,
-        id: Arc::from(id),
+        id,
         counters: Counters::new(),
         remote: accepted.remote,
         origin: accepted.origin,
@@ -155,7 +155,7 @@ impl Connection {
         let registered = self.shared.hub.register(
             &user_id,
             // Connection ids are unique per process; the hub only compares them.
-            self.shared.next_id("slot").0,
+            self.shared.next_serial(),
             self.shared.config.max_connections_per_user,
         );
         let Ok((registration, queue, position)) = registered else {
@@ -241,7 +241,24 @@ impl Connection {
                     heartbeat.as_mut().reset(tokio::time::Instant::now() + heartbeat_interval);
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            if let Err(end) = Box::pin(self.on_text(session, text, expiry.as_mut())).await {
+                            // Handled within this poll (a run that finishes at once included),
+                            // so the loop keeps no per-message state across an await; only a
+                            // reply to send waits, boxed.
+                            let send = {
+                                let mut text = Some(text);
+                                let handled = std::future::poll_fn(|cx| {
+                                    std::task::Poll::Ready(text.take().map(|text| {
+                                        self.on_text(cx, session, text, expiry.as_mut())
+                                    }))
+                                })
+                                .await;
+                                match handled {
+                                    Some(Ok(Some(reply))) => Box::pin(self.send_event(reply)),
+                                    Some(Ok(None)) | None => continue,
+                                    Some(Err(end)) => return end,
+                                }
+                            };
+                            if let Err(end) = send.await {
                                 return end;
                             }
                         }
@@ -342,12 +359,17 @@ impl Connection {
         Ok(())
     }
 
-    async fn on_text(
+    /// Carries out one client text frame as far as it can without waiting: a run is started
+    /// (polled once with `cx`, see [`start_eagerly`]), a reply to send is returned. Not `async`:
+    /// the session loop's own state stays all the state a message needs, with no future to
+    /// allocate per message.
+    fn on_text(
         &mut self,
+        cx: &mut std::task::Context<'_>,
         session: &mut Session,
         text: Utf8Bytes,
         expiry: std::pin::Pin<&mut Sleep>,
-    ) -> Result<(), End> {
+    ) -> Result<Option<Event>, End> {
         self.counters.record_in(text.len());
         let handler = Arc::clone(&self.shared.handler);
         let decision = dispatch::decide(text.as_str(), |t| handler.handles(t));
@@ -364,7 +386,7 @@ impl Connection {
                 Verdict::Allow => {}
                 Verdict::Limited { retry_after } => {
                     let reply = Event::new(ErrorReply::rate_limited(millis(retry_after)));
-                    return self.send_event(with_reply(reply)).await;
+                    return Ok(Some(with_reply(reply)));
                 }
                 Verdict::Abusive => {
                     return Err(End::Close(CloseInfo::new(
@@ -378,17 +400,13 @@ impl Connection {
             Action::Reply(event) => Some(event),
             Action::Run { kind, request } => {
                 match self.start_run(session, kind, request, decision.thread_id, reply_to.clone()) {
-                    RunStart::Ready {
-                        work,
-                        run_id,
-                        cancel,
-                    } => {
+                    RunStart::Ready(run) => {
                         // This task looks at the queue right after: the run's events need
                         // not wake it.
                         session.queue.quiet();
-                        if start_eagerly(work).await == Started::Spawned {
+                        if start_eagerly(cx, run.work) == Started::Spawned {
                             // Only a run still in flight can be cancelled.
-                            session.runs.insert(run_id, cancel);
+                            session.runs.insert(run.run_id, run.cancel);
                         }
                         None
                     }
@@ -439,10 +457,7 @@ impl Connection {
                 None
             }
         };
-        match reply {
-            Some(event) => self.send_event(event).await,
-            None => Ok(()),
-        }
+        Ok(reply)
     }
 
     /// Prepares a run (see [`start_eagerly`]); an error reply instead when the connection has
@@ -463,8 +478,7 @@ impl Connection {
                 format!("this connection already has {limit} runs in flight"),
             ));
         }
-        let (_, run_id) = self.shared.next_id("run");
-        let run_id: Arc<str> = Arc::from(run_id);
+        let run_id = self.shared.next_id("run");
         let run = Run::from(RunInner {
             run_id: Arc::clone(&run_id),
             user_id: Arc::clone(&session.user_id),
@@ -480,11 +494,11 @@ impl Connection {
         let (cancel, cancelled) = oneshot::channel();
         self.shared.metrics.runs_started.fetch_add(1, Relaxed);
         let handler = Arc::clone(&self.shared.handler);
-        RunStart::Ready {
+        RunStart::Ready(ReadyRun {
             work: Box::pin(supervise(handler, run, cancelled)),
             run_id,
             cancel,
-        }
+        })
     }
 
     /// Writes whatever the stream queued, then closes with `code`.
@@ -620,14 +634,17 @@ fn io_outcome(
 /// A run's supervised handler future.
 type RunFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A run ready to start (with what cancels it), or the reply that refuses it.
+/// A run ready to start, or the reply that refuses it.
 enum RunStart {
-    Ready {
-        work: RunFuture,
-        run_id: Arc<str>,
-        cancel: oneshot::Sender<()>,
-    },
+    Ready(ReadyRun),
     Refused(Event),
+}
+
+/// A run ready to start, with what cancels it.
+struct ReadyRun {
+    work: RunFuture,
+    run_id: Arc<str>,
+    cancel: oneshot::Sender<()>,
 }
 
 /// Where [`start_eagerly`] left a run.
@@ -645,10 +662,8 @@ enum Started {
 /// the same pass. A run that waits continues on its own task, whose first poll registers its
 /// own waker wherever the inline poll registered the connection's (a spurious wake-up of the
 /// connection at most).
-async fn start_eagerly(mut run: RunFuture) -> Started {
-    let finished =
-        std::future::poll_fn(|cx| std::task::Poll::Ready(run.as_mut().poll(cx).is_ready())).await;
-    if finished {
+fn start_eagerly(cx: &mut std::task::Context<'_>, mut run: RunFuture) -> Started {
+    if run.as_mut().poll(cx).is_ready() {
         Started::Finished
     } else {
         tokio::spawn(run);

@@ -46,17 +46,28 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// A process-unique id: `conn_` or `run_`, a per-process random part, then a counter.
-    pub(crate) fn next_id(&self, kind: &str) -> (u64, String) {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        // `{kind}_{prefix:08x}_{n:x}`, without the formatting machinery (once per run).
-        let mut id = String::with_capacity(kind.len() + 2 + 8 + 16);
-        id.push_str(kind);
-        id.push('_');
-        push_hex(&mut id, u64::from(self.id_prefix), 8);
-        id.push('_');
-        push_hex(&mut id, n, 1);
-        (n, id)
+    /// A process-unique number (what [`next_id`](Self::next_id) counts with).
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A process-unique id: `conn` or `run` (at most 8 bytes), a per-process random part,
+    /// then a counter, as `{kind}_{prefix:08x}_{n:x}`. Written in place, so the id costs one
+    /// allocation (once per run).
+    pub(crate) fn next_id(&self, kind: &str) -> Arc<str> {
+        let n = self.next_serial();
+        let kind = &kind.as_bytes()[..kind.len().min(8)];
+        let mut buf = [0u8; 8 + 1 + 8 + 1 + 16];
+        buf[..kind.len()].copy_from_slice(kind);
+        let mut len = kind.len();
+        buf[len] = b'_';
+        len += 1;
+        len += write_hex(&mut buf[len..], u64::from(self.id_prefix), 8);
+        buf[len] = b'_';
+        len += 1;
+        len += write_hex(&mut buf[len..], n, 1);
+        // ASCII throughout (a kind is one of the server's own tags).
+        Arc::from(core::str::from_utf8(&buf[..len]).unwrap_or("id"))
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -306,16 +317,19 @@ impl Server {
     }
 }
 
-/// Appends `value` in lowercase hex, zero-padded to at least `min_digits`.
-fn push_hex(out: &mut String, value: u64, min_digits: usize) {
+/// Writes `value` in lowercase hex, zero-padded to at least `min_digits` (at most 16), at
+/// the start of `out`; returns how many digits it wrote (all of them if `out` has room).
+fn write_hex(out: &mut [u8], value: u64, min_digits: usize) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (64 - value.leading_zeros() as usize)
         .div_ceil(4)
-        .max(min_digits);
-    for i in (0..digits).rev() {
-        let nibble = (value >> (i * 4)) & 0xf;
-        out.push(char::from(HEX[nibble as usize]));
+        .max(min_digits)
+        .min(16)
+        .min(out.len());
+    for (i, slot) in out[..digits].iter_mut().rev().enumerate() {
+        *slot = HEX[((value >> (i * 4)) & 0xf) as usize];
     }
+    digits
 }
 
 /// Completes once `flag` is `true` (at once if it already is); never, if its sender is gone.
@@ -338,7 +352,7 @@ impl std::fmt::Debug for Server {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn push_hex_matches_format() {
+    fn write_hex_matches_format() {
         for (value, width) in [
             (0u64, 1),
             (0, 8),
@@ -347,9 +361,9 @@ mod tests {
             (7, 8),
             (u64::MAX, 1),
         ] {
-            let mut out = String::new();
-            super::push_hex(&mut out, value, width);
-            assert_eq!(out, format!("{value:0width$x}"));
+            let mut out = [0u8; 16];
+            let len = super::write_hex(&mut out, value, width);
+            assert_eq!(&out[..len], format!("{value:0width$x}").as_bytes());
         }
     }
 }
