@@ -264,20 +264,47 @@ fn tokens() -> Vec<(String, Token)> {
     tokens
 }
 
+/// A `session` fuzz script: the mode byte, each frame as a text step (two-byte length), then
+/// time passing past a heartbeat and a pong timeout.
+fn session_script(mode: u8, frames: &[&[u8]]) -> Vec<u8> {
+    let mut script = vec![mode];
+    for frame in frames {
+        let len = u16::try_from(frame.len()).unwrap_or(u16::MAX);
+        script.push(1);
+        script.extend_from_slice(&len.to_le_bytes());
+        script.extend_from_slice(&frame[..usize::from(len)]);
+    }
+    script.extend_from_slice(&[3, 250, 3, 250, 3, 250]);
+    script
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let corpus_root = root.join("corpus");
 
-    // inbound_frame and server_text_frame: the same inbound frames.
+    // inbound_frame: the inbound frames; session: the same frames as session scripts.
     let inbound = inbound_frames(&root);
-    for target in ["inbound_frame", "server_text_frame"] {
-        let mut corpus = Corpus::new(&corpus_root, target);
-        for (name, frame) in &inbound {
-            corpus.add(name, frame);
-        }
-        corpus.add("invalid-utf8", b"{\"type\":\"ping\",\"x\":\"\xff\xfe\"}");
-        println!("{target}: {} seeds", corpus.count);
+    let mut corpus = Corpus::new(&corpus_root, "inbound_frame");
+    for (name, frame) in &inbound {
+        corpus.add(name, frame);
     }
+    corpus.add("invalid-utf8", b"{\"type\":\"ping\",\"x\":\"\xff\xfe\"}");
+    println!("inbound_frame: {} seeds", corpus.count);
+    let mut corpus = Corpus::new(&corpus_root, "session");
+    for (name, frame) in &inbound {
+        corpus.add(name, session_script(1, &[frame.as_bytes()]));
+    }
+    let refresh = format!(
+        r#"{{"type":"auth_refresh","payload":{{"token":"{}"}}}}"#,
+        Claims::new("fuzz-user")
+            .sign(&SigningKey::fixture(Algorithm::HS256))
+            .expect("sign")
+            .expose_secret()
+    );
+    let run = br#"{"type":"start_agent","message_id":"m1","payload":{"user_request":"hi"}}"#;
+    corpus.add("in-band-auth-then-run", session_script(0, &[refresh.as_bytes(), run]));
+    corpus.add("refresh-then-run", session_script(1, &[refresh.as_bytes(), run]));
+    println!("session: {} seeds", corpus.count);
     let parsed = inbound
         .iter()
         .filter(|(_, f)| parse_inbound(f).is_ok())
@@ -579,7 +606,7 @@ fn write_dicts(root: &Path) {
         .chain(ALIASES.iter().map(|a| format!("\"{}\"", a.name)))
         .collect();
     write(
-        &["inbound_frame", "server_text_frame", "event_roundtrip"],
+        &["inbound_frame", "session", "event_roundtrip"],
         "JSON syntax, envelope and payload fields, every message type name and alias.",
         &mut frames,
     );

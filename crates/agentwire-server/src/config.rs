@@ -1,6 +1,9 @@
 //! Server configuration: limits, timeouts and handshake policy, with safe defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use agentwire_session::SessionConfig;
 
 use crate::error::ConfigError;
 
@@ -22,16 +25,13 @@ use crate::error::ConfigError;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) pong_timeout: Duration,
-    pub(crate) max_message_bytes: usize,
+    /// The per-connection rules (heartbeats, rate limit, runs, message size, auth timeout),
+    /// shared by every session.
+    pub(crate) session: Arc<SessionConfig>,
     pub(crate) max_connections_per_user: usize,
-    pub(crate) rate_limit_per_sec: u32,
-    pub(crate) rate_limit_burst: u32,
-    pub(crate) rate_limit_strikes: u32,
     pub(crate) outbound_queue_frames: usize,
     pub(crate) write_timeout: Duration,
-    pub(crate) max_runs_per_connection: usize,
+    pub(crate) in_band_auth: bool,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) allow_query_token: bool,
     pub(crate) shutdown_timeout: Duration,
@@ -45,28 +45,17 @@ pub struct Config {
     pub(crate) service_name: String,
 }
 
-/// Default heartbeat interval: inside the 30 s idle timeout common load balancers use.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(25);
-/// Default largest inbound message.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Default connections per user; the next one is closed 4409.
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 10;
-/// Default inbound messages per second per connection.
-pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
-            pong_timeout: Duration::from_secs(10),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            session: Arc::new(SessionConfig::default()),
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
-            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
-            rate_limit_burst: 2 * DEFAULT_RATE_LIMIT_PER_SEC,
-            rate_limit_strikes: 50,
             outbound_queue_frames: 256,
             write_timeout: Duration::from_secs(10),
-            max_runs_per_connection: 16,
+            in_band_auth: false,
             allowed_origins: Vec::new(),
             allow_query_token: false,
             shutdown_timeout: Duration::from_secs(10),
@@ -92,17 +81,17 @@ impl Config {
 
     /// How often the server pings each connection.
     pub fn heartbeat_interval(&self) -> Duration {
-        self.heartbeat_interval
+        self.session.heartbeat_interval
     }
 
-    /// How long a ping may go unanswered before the connection is dropped.
+    /// How long a ping may go unanswered before the connection is closed 4408.
     pub fn pong_timeout(&self) -> Duration {
-        self.pong_timeout
+        self.session.pong_timeout
     }
 
     /// The largest inbound message; a larger one closes the connection with 1009.
     pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
+        self.session.max_message_bytes
     }
 
     /// Open connections allowed per user; the next one is closed with 4409.
@@ -112,12 +101,12 @@ impl Config {
 
     /// Inbound messages per second per connection (0: no limit).
     pub fn rate_limit_per_sec(&self) -> u32 {
-        self.rate_limit_per_sec
+        self.session.rate_limit_per_sec
     }
 
     /// Messages a connection may send in a burst above the steady rate.
     pub fn rate_limit_burst(&self) -> u32 {
-        self.rate_limit_burst
+        self.session.rate_limit_burst
     }
 
     /// Frames that may wait for one connection before it is closed as a slow consumer (4008).
@@ -127,7 +116,19 @@ impl Config {
 
     /// Runs one connection may have in flight at once.
     pub fn max_runs_per_connection(&self) -> usize {
-        self.max_runs_per_connection
+        self.session.max_runs_per_connection
+    }
+
+    /// How long a connection opened without credentials has to authenticate in-band, when
+    /// [`in_band_auth`](ConfigBuilder::in_band_auth) is on.
+    pub fn auth_timeout(&self) -> Duration {
+        self.session.auth_timeout
+    }
+
+    /// Whether a connection may open without credentials and authenticate with its first
+    /// frame (`auth_refresh {token}`) within the [`auth_timeout`](Self::auth_timeout).
+    pub fn in_band_auth(&self) -> bool {
+        self.in_band_auth
     }
 
     /// Browser origins allowed to connect; empty allows any.
@@ -171,6 +172,11 @@ impl Config {
         &self.service_name
     }
 
+    /// The per-connection rules every session runs with.
+    pub fn session(&self) -> &SessionConfig {
+        &self.session
+    }
+
     pub(crate) fn origin_allowed(&self, origin: &[u8]) -> bool {
         self.allowed_origins.is_empty()
             || self
@@ -188,21 +194,43 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// How often the server pings each connection (default 25 s).
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.config.heartbeat_interval = interval;
+    fn session(&mut self) -> &mut SessionConfig {
+        Arc::make_mut(&mut self.config.session)
+    }
+
+    /// Lets a connection open without credentials and authenticate with `auth_refresh
+    /// {token}` as its first frame (default off: a handshake without credentials is answered
+    /// 4401 `missing_token`). A connection that has not authenticated within the
+    /// [`auth_timeout`](Self::auth_timeout) is closed 4408 `auth_timeout`; any other first
+    /// frame is answered 4401 `missing_token`.
+    pub fn in_band_auth(mut self, allow: bool) -> Self {
+        self.config.in_band_auth = allow;
         self
     }
 
-    /// How long a ping may go unanswered before the connection is dropped (default 10 s).
+    /// How long a connection opened without credentials has to authenticate (default 10 s);
+    /// see [`in_band_auth`](Self::in_band_auth).
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.session().auth_timeout = timeout;
+        self
+    }
+
+    /// How often the server pings each connection (default 25 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.session().heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a ping may go unanswered (nothing at all from the peer) before the connection
+    /// is closed 4408 `heartbeat_timeout` (default 10 s).
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
-        self.config.pong_timeout = timeout;
+        self.session().pong_timeout = timeout;
         self
     }
 
     /// The largest inbound message (default 64 KiB).
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.config.max_message_bytes = bytes;
+        self.session().max_message_bytes = bytes;
         self
     }
 
@@ -215,21 +243,21 @@ impl ConfigBuilder {
     /// Inbound messages per second per connection; 0 turns the limit off (default 20).
     /// The burst allowance follows at twice the rate unless set after this.
     pub fn rate_limit_per_sec(mut self, per_sec: u32) -> Self {
-        self.config.rate_limit_per_sec = per_sec;
-        self.config.rate_limit_burst = per_sec.saturating_mul(2);
+        self.session().rate_limit_per_sec = per_sec;
+        self.session().rate_limit_burst = per_sec.saturating_mul(2);
         self
     }
 
     /// Messages a connection may send in a burst above the steady rate.
     pub fn rate_limit_burst(mut self, burst: u32) -> Self {
-        self.config.rate_limit_burst = burst;
+        self.session().rate_limit_burst = burst;
         self
     }
 
     /// Rate-limited messages a connection may send, without a pause that refills its
     /// allowance, before it is closed with 4429 (default 50).
     pub fn rate_limit_strikes(mut self, strikes: u32) -> Self {
-        self.config.rate_limit_strikes = strikes;
+        self.session().rate_limit_strikes = strikes;
         self
     }
 
@@ -247,7 +275,7 @@ impl ConfigBuilder {
 
     /// Runs one connection may have in flight at once (default 16).
     pub fn max_runs_per_connection(mut self, max: usize) -> Self {
-        self.config.max_runs_per_connection = max;
+        self.session().max_runs_per_connection = max;
         self
     }
 
@@ -333,6 +361,7 @@ impl ConfigBuilder {
     /// [`ConfigError`] naming the first setting out of range.
     pub fn build(self) -> Result<Config, ConfigError> {
         let c = self.config;
+        let s = &*c.session;
         let check = |ok: bool, setting: &'static str, expected: &'static str| {
             if ok {
                 Ok(())
@@ -341,13 +370,14 @@ impl ConfigBuilder {
             }
         };
         check(
-            !c.heartbeat_interval.is_zero(),
+            !s.heartbeat_interval.is_zero(),
             "heartbeat_interval",
             "more than zero",
         )?;
-        check(!c.pong_timeout.is_zero(), "pong_timeout", "more than zero")?;
+        check(!s.pong_timeout.is_zero(), "pong_timeout", "more than zero")?;
+        check(!s.auth_timeout.is_zero(), "auth_timeout", "more than zero")?;
         check(
-            (256..=16 * 1024 * 1024).contains(&c.max_message_bytes),
+            (256..=16 * 1024 * 1024).contains(&s.max_message_bytes),
             "max_message_bytes",
             "between 256 bytes and 16 MiB",
         )?;
@@ -357,7 +387,7 @@ impl ConfigBuilder {
             "at least 1",
         )?;
         check(
-            c.rate_limit_per_sec == 0 || c.rate_limit_burst >= 1,
+            s.rate_limit_per_sec == 0 || s.rate_limit_burst >= 1,
             "rate_limit_burst",
             "at least 1 when a rate limit is set",
         )?;
@@ -372,7 +402,7 @@ impl ConfigBuilder {
             "more than zero",
         )?;
         check(
-            c.max_runs_per_connection >= 1,
+            s.max_runs_per_connection >= 1,
             "max_runs_per_connection",
             "at least 1",
         )?;

@@ -1,34 +1,32 @@
 //! One WebSocket connection, from the upgrade to the close frame, on one task.
 //!
-//! The task waits on five things at once: the socket, the user stream's queue, the heartbeat
-//! timer, the token's expiry and the shutdown signal. Replies to the client's own requests
-//! (`pong`, `error`, ...) are written directly; stream events arrive through the queue, which
-//! is bounded: a client that does not read is closed 4008 instead of growing memory.
+//! This is the session's driver: the protocol rules live in [`agentwire_session::Session`],
+//! which this task feeds the client's frames and its timer's expiries. The task waits on four
+//! things at once: the socket, the user stream's queue, the session's timer and the shutdown
+//! signal. Replies to the client's own requests (`pong`, `error`, ...) are written directly;
+//! stream events arrive through the queue, which is bounded: a client that does not read is
+//! closed 4008 instead of growing memory.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
-use agentwire_auth::{AuthError, Principal};
-use agentwire_events::{
-    AuthRefreshed, ConnectionEstablished, ErrorReply, Event, RunRequest, Timestamp,
-};
+use agentwire_auth::{AuthError, Principal, Validator};
+use agentwire_events::{Event, Timestamp};
+use agentwire_session::{Action, Close, Host, Message as Request, RunStart, Session, Timeout};
 use agentwire_state::{CloseCode, CloseInfo, ConnectionRecord, ConnectionState, Counters};
 use agentwire_types::MessageType;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use tokio::sync::oneshot;
-use tokio::time::{Sleep, sleep, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout};
 
-use crate::dispatch::{self, Action};
 use crate::error::HandlerError;
 use crate::handler::{MessageContext, Run, RunInner};
 use crate::hub::{Outbound, Registration};
 use crate::queue;
-use crate::ratelimit::{RateLimiter, Verdict};
 use crate::server::{Shared, flipped};
 
 /// What the handshake learned, handed to the connection task.
@@ -46,6 +44,9 @@ const WRITE_BATCH: usize = 32;
 enum End {
     /// Send this close frame, then wait briefly for the peer's.
     Close(CloseInfo),
+    /// Send the session's last frame (if any), then its close frame (boxed: a cold path that
+    /// would otherwise make every `End` as large as an event).
+    Session(Box<Close>),
     /// The peer is gone or unresponsive: nothing more to send.
     Drop(CloseInfo),
 }
@@ -54,6 +55,8 @@ struct Connection {
     shared: Arc<Shared>,
     socket: WebSocket,
     id: Arc<str>,
+    /// The connection's place on the hub and in the run registry.
+    serial: u64,
     counters: Counters,
     remote: Option<SocketAddr>,
     origin: Option<String>,
@@ -74,7 +77,7 @@ impl Drop for ActiveGuard {
 /// The connection task's body: the session (when the handshake authenticated), then the close.
 ///
 /// Every idle connection pays for its task's largest state, so this keeps it small: the
-/// connection is built before the first await and held once, the session is held in place,
+/// connection is built before the first await and held once, the link is held in place,
 /// and cold paths are boxed.
 pub(crate) fn serve(
     shared: Arc<Shared>,
@@ -85,10 +88,12 @@ pub(crate) fn serve(
     shared.metrics.connections_total.fetch_add(1, Relaxed);
     let active = ActiveGuard(Arc::clone(&shared));
     let id = shared.next_id("conn");
+    let serial = shared.next_serial();
     let mut conn = Connection {
         shared,
         socket,
         id,
+        serial,
         counters: Counters::new(),
         remote: accepted.remote,
         origin: accepted.origin,
@@ -99,19 +104,56 @@ pub(crate) fn serve(
     // An async block, not an `async fn`: those copy their arguments into locals, and the
     // task would carry both copies.
     async move {
-        let mut session = None;
-        let end = match conn.open(auth, &mut session).await {
-            Ok(session) => conn.session(session).await,
+        let mut link = None;
+        let end = match Box::pin(conn.open(auth, &mut link)).await {
+            Ok(link) => conn.session(link).await,
             Err(end) => end,
         };
         // Leave the user's stream before the closing handshake.
-        drop(session);
+        drop(link);
         // Boxed here and below: paths that run once per message or once per connection get
         // a short-lived allocation of their own instead of growing every idle connection's
         // task.
         Box::pin(conn.finish(end)).await;
         // Counted as active until the connection is gone.
         drop(active);
+    }
+}
+
+/// An authenticated connection's state: the protocol session and its place on the user's
+/// stream.
+struct Link {
+    session: Session,
+    user_id: Arc<str>,
+    queue: queue::Receiver<Outbound>,
+    _registration: Registration,
+    /// Runs started on this connection that are still in flight.
+    runs: Arc<AtomicUsize>,
+}
+
+/// What the session asks of the server, for one connection.
+struct ConnectionHost<'a> {
+    shared: &'a Shared,
+    user_id: &'a str,
+    serial: u64,
+    runs: &'a AtomicUsize,
+}
+
+impl Host for ConnectionHost<'_> {
+    fn validator(&self) -> &Validator {
+        &self.shared.validator
+    }
+
+    fn handles(&self, message_type: MessageType) -> bool {
+        self.shared.handler.handles(message_type)
+    }
+
+    fn runs_in_flight(&self) -> usize {
+        self.runs.load(Relaxed)
+    }
+
+    fn cancel(&mut self, run_id: Option<&str>) -> bool {
+        self.shared.runs.cancel(self.user_id, run_id, self.serial)
     }
 }
 
@@ -131,44 +173,37 @@ impl Connection {
         record
     }
 
-    /// Checks the handshake's authentication, registers on the user's stream and sends
-    /// `connection_established`: the session (put in `slot`, so the caller's task holds it in
-    /// place), or how the connection ends.
+    /// Checks the handshake's authentication (or waits for in-band authentication),
+    /// registers on the user's stream and sends `connection_established`: the link (put in
+    /// `slot`, so the caller's task holds it in place), or how the connection ends.
     async fn open<'s>(
         &mut self,
         auth: Result<Principal, AuthError>,
-        slot: &'s mut Option<Session>,
-    ) -> Result<&'s mut Session, End> {
-        let principal = match auth {
-            Ok(principal) => principal,
+        slot: &'s mut Option<Link>,
+    ) -> Result<&'s mut Link, End> {
+        let config = Arc::clone(&self.shared.config.session);
+        let session = match auth {
+            Ok(principal) => Session::new(config, principal, Instant::now()),
+            Err(AuthError::MissingToken { .. }) if self.shared.config.in_band_auth => {
+                let mut session = Session::awaiting_auth(config, Instant::now());
+                self.authenticate(&mut session).await?;
+                session
+            }
             Err(error) => {
                 self.shared.metrics.handshake_rejected(error.code());
-                let reply = Event::error(error.code(), error.to_string());
-                Box::pin(self.send_event(reply)).await?;
-                return Err(End::Close(CloseInfo::new(
-                    CloseCode::from_u16(error.close_code()),
-                    error.close_reason(),
-                )));
+                return Err(End::Session(Box::new(Close::auth_failed(&error))));
             }
         };
+        let Some(principal) = session.principal() else {
+            // `authenticate` returns only once the session has a principal.
+            return Err(End::Drop(CloseInfo::code_only(CloseCode::InternalError)));
+        };
         let user_id: Arc<str> = Arc::from(principal.user_id());
-        let registered = self.shared.hub.register(
-            &user_id,
-            // Connection ids are unique per process; the hub only compares them.
-            self.shared.next_serial(),
-            self.shared.config.max_connections_per_user,
-        );
-        let Ok((registration, queue, position)) = registered else {
-            let limit = self.shared.config.max_connections_per_user;
-            let reply = Event::error(
-                "too_many_connections",
-                format!("this user already has {limit} open connections"),
-            );
-            Box::pin(self.send_event(reply)).await?;
-            return Err(End::Close(CloseInfo::new(
-                CloseCode::TooManyConnections,
-                "too_many_connections",
-            )));
+        let limit = self.shared.config.max_connections_per_user;
+        let Ok((registration, queue, position)) =
+            self.shared.hub.register(&user_id, self.serial, limit)
+        else {
+            return Err(End::Session(Box::new(Close::too_many_connections(limit))));
         };
         self.shared
             .metrics
@@ -177,122 +212,149 @@ impl Connection {
         self.record(ConnectionState::Open, ConnectionState::Connecting)
             .with_user_id(&*user_id)
             .emit();
-        let established = Event::connection_established(ConnectionEstablished {
-            connection_id: self.id.to_string(),
-            user_id: user_id.to_string(),
-            protocol_version: 1,
-            heartbeat_interval_ms: millis(self.shared.config.heartbeat_interval),
-            max_message_bytes: self.shared.config.max_message_bytes as u64,
-            server_time: Timestamp::now(),
-            stream: position,
-        });
-        Box::pin(self.send_event(established)).await?;
-        Ok(slot.insert(Session {
-            principal,
+        if let Some(established) = session.established(&self.id, position, Timestamp::now()) {
+            self.send_event(established).await?;
+        }
+        Ok(slot.insert(Link {
+            session,
             user_id,
             queue,
             _registration: registration,
-            limiter: RateLimiter::new(
-                self.shared.config.rate_limit_per_sec,
-                self.shared.config.rate_limit_burst,
-                self.shared.config.rate_limit_strikes,
-                Instant::now(),
-            ),
-            runs: HashMap::new(),
+            runs: Arc::new(AtomicUsize::new(0)),
         }))
     }
 
-    async fn session(&mut self, session: &mut Session) -> End {
-        let config = &self.shared.config;
-        let (heartbeat_interval, pong_timeout) = (config.heartbeat_interval, config.pong_timeout);
+    /// Waits for a connection opened without credentials to authenticate in-band.
+    async fn authenticate(&mut self, session: &mut Session) -> Result<(), End> {
+        let deadline = sleep_until(session.poll_timeout().into());
+        tokio::pin!(deadline);
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let shutdown = flipped(&mut shutdown);
+        tokio::pin!(shutdown);
+        // No runs and no handler before authentication: the session only reads the token.
+        let no_runs = AtomicUsize::new(0);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    return Err(End::Close(CloseInfo::new(CloseCode::GoingAway, "server shutting down")));
+                }
+                () = &mut deadline => {
+                    if let Some(Timeout::Close(close)) = session.handle_timeout(Instant::now()) {
+                        self.shared.metrics.handshake_rejected("auth_timeout");
+                        return Err(End::Session(Box::new(close)));
+                    }
+                    deadline.as_mut().reset(session.poll_timeout().into());
+                }
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        self.counters.record_in(text.len());
+                        let mut host = ConnectionHost {
+                            shared: &self.shared,
+                            user_id: "",
+                            serial: self.serial,
+                            runs: &no_runs,
+                        };
+                        let handled = session.handle_text(Instant::now(), text.as_str(), &mut host);
+                        self.shared.metrics.frame_in(handled.message_type, text.len());
+                        return match handled.action {
+                            Action::Authenticated => Ok(()),
+                            Action::Close(close) => {
+                                if let Some(reply) = &close.reply
+                                    && let agentwire_events::Payload::Error(error) = reply.payload()
+                                {
+                                    self.shared.metrics.handshake_rejected(intern_code(&error.code));
+                                }
+                                Err(End::Session(Box::new(close)))
+                            }
+                            _ => Err(End::Drop(CloseInfo::code_only(CloseCode::InternalError))),
+                        };
+                    }
+                    Some(Ok(Message::Binary(_))) => return Err(End::Session(Box::new(session.handle_binary()))),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.handle_control(Instant::now()),
+                    Some(Ok(Message::Close(frame))) => return Err(self.peer_closed(frame).await),
+                    Some(Err(error)) => return Err(read_error(error)),
+                    None => return Err(End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure))),
+                },
+            }
+        }
+    }
+
+    async fn session(&mut self, link: &mut Link) -> End {
         let mut shutdown = self.shared.shutdown.subscribe();
         // One future for the whole session: re-creating it on every wake would register and
         // deregister a waiter on the shutdown signal each time.
         let shutdown = flipped(&mut shutdown);
-        let mut awaiting_pong = false;
-        let heartbeat = sleep(heartbeat_interval);
-        let expiry = sleep_until(expiry_instant(&session.principal));
-        tokio::pin!(shutdown, heartbeat, expiry);
+        // One timer for everything the session waits for (ping, pong, token expiry), armed at
+        // its earliest deadline. Handling a frame can only move that deadline later (a pong
+        // clears the pong deadline) except for a refresh to a shorter-lived token, so the
+        // timer is re-armed after a frame only when the deadline moved earlier; firing early
+        // is harmless (the session says there is nothing to do yet).
+        let mut armed = link.session.poll_timeout();
+        let timer = sleep_until(armed.into());
+        tokio::pin!(shutdown, timer);
         loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
-                    return Box::pin(self.drain_then(session, CloseCode::GoingAway, "server shutting down")).await;
+                    return Box::pin(self.drain_then(link, CloseCode::GoingAway, "server shutting down")).await;
                 }
-                frame = session.queue.recv() => match frame {
+                frame = link.queue.recv() => match frame {
                     Some(frame) => {
-                        if let Err(end) = self.write_batch(frame, &mut session.queue).await {
+                        if let Err(end) = self.write_batch(frame, &mut link.queue).await {
                             return end;
                         }
                     }
-                    None => {
-                        // The hub dropped this connection's queue: it was full.
-                        let reply = Event::error(
-                            "slow_consumer",
-                            "the connection's outbound queue was full: read faster, or reconnect",
-                        );
-                        let _ = Box::pin(self.send_event(reply)).await;
-                        return End::Close(CloseInfo::new(CloseCode::SlowConsumer, "slow_consumer"));
-                    }
+                    // The hub dropped this connection's queue: it was full.
+                    None => return End::Session(Box::new(Close::slow_consumer())),
                 },
-                message = self.socket.recv() => {
-                    // Any frame from the peer proves it alive.
-                    awaiting_pong = false;
-                    heartbeat.as_mut().reset(tokio::time::Instant::now() + heartbeat_interval);
-                    match message {
-                        Some(Ok(Message::Text(text))) => {
-                            // Handled within this poll (a run that finishes at once included),
-                            // so the loop keeps no per-message state across an await; only a
-                            // reply to send waits, boxed.
-                            let send = {
-                                let mut text = Some(text);
-                                let handled = std::future::poll_fn(|cx| {
-                                    std::task::Poll::Ready(text.take().map(|text| {
-                                        self.on_text(cx, session, text, expiry.as_mut())
-                                    }))
-                                })
-                                .await;
-                                match handled {
-                                    Some(Ok(Some(reply))) => Box::pin(self.send_event(reply)),
-                                    Some(Ok(None)) | None => continue,
-                                    Some(Err(end)) => return end,
-                                }
-                            };
-                            if let Err(end) = send.await {
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        // Handled within this poll (a run that finishes at once included),
+                        // so the loop keeps no per-message state across an await; only a
+                        // reply to send waits, boxed.
+                        let send = {
+                            let mut text = Some(text);
+                            let handled = std::future::poll_fn(|cx| {
+                                std::task::Poll::Ready(
+                                    text.take().map(|text| self.on_text(cx, link, text)),
+                                )
+                            })
+                            .await;
+                            let due = link.session.poll_timeout();
+                            if due < armed {
+                                armed = due;
+                                timer.as_mut().reset(armed.into());
+                            }
+                            match handled {
+                                Some(Ok(Some(reply))) => Box::pin(self.send_event(reply)),
+                                Some(Ok(None)) | None => continue,
+                                Some(Err(end)) => return end,
+                            }
+                        };
+                        if let Err(end) = send.await {
+                            return end;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => return End::Session(Box::new(link.session.handle_binary())),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        link.session.handle_control(Instant::now());
+                    }
+                    Some(Ok(Message::Close(frame))) => return Box::pin(self.peer_closed(frame)).await,
+                    Some(Err(error)) => return read_error(error),
+                    None => return End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure)),
+                },
+                () = &mut timer => {
+                    match link.session.handle_timeout(Instant::now()) {
+                        Some(Timeout::Ping) => {
+                            if let Err(end) = self.write(Message::Ping(Default::default())).await {
                                 return end;
                             }
                         }
-                        Some(Ok(Message::Binary(_))) => {
-                            return End::Close(CloseInfo::new(
-                                CloseCode::UnsupportedData,
-                                "binary frames are not supported: send JSON text frames",
-                            ));
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(frame))) => return Box::pin(self.peer_closed(frame)).await,
-                        Some(Err(error)) => return read_error(error),
-                        None => return End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure)),
+                        Some(Timeout::Close(close)) => return End::Session(Box::new(close)),
+                        _ => {}
                     }
-                }
-                () = &mut heartbeat => {
-                    if awaiting_pong {
-                        return End::Drop(CloseInfo::new(
-                            CloseCode::GoingAway,
-                            "heartbeat timeout",
-                        ));
-                    }
-                    if let Err(end) = self.write(Message::Ping(Default::default())).await {
-                        return end;
-                    }
-                    awaiting_pong = true;
-                    heartbeat.as_mut().reset(tokio::time::Instant::now() + pong_timeout);
-                }
-                () = &mut expiry => {
-                    let reply = Event::error("token_expired", "the token expired: reconnect with a fresh one, or send auth_refresh before exp");
-                    if let Err(end) = Box::pin(self.send_event(reply)).await {
-                        return end;
-                    }
-                    return End::Close(CloseInfo::new(CloseCode::AuthFailed, "token_expired"));
+                    armed = link.session.poll_timeout();
+                    timer.as_mut().reset(armed.into());
                 }
             }
         }
@@ -359,134 +421,77 @@ impl Connection {
         Ok(())
     }
 
-    /// Carries out one client text frame as far as it can without waiting: a run is started
-    /// (polled once with `cx`, see [`start_eagerly`]), a reply to send is returned. Not `async`:
-    /// the session loop's own state stays all the state a message needs, with no future to
-    /// allocate per message.
+    /// Carries out one client text frame as far as it can without waiting: the session
+    /// decides, a run is started (polled once with `cx`, see [`Self::start_run`]), a reply to
+    /// send is returned. Not `async`: the session loop's own state stays all the state a
+    /// message needs, with no future to allocate per message.
     fn on_text(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        session: &mut Session,
+        link: &mut Link,
         text: Utf8Bytes,
-        expiry: std::pin::Pin<&mut Sleep>,
     ) -> Result<Option<Event>, End> {
         self.counters.record_in(text.len());
-        let handler = Arc::clone(&self.shared.handler);
-        let decision = dispatch::decide(text.as_str(), |t| handler.handles(t));
+        let mut host = ConnectionHost {
+            shared: &self.shared,
+            user_id: &link.user_id,
+            serial: self.serial,
+            runs: &link.runs,
+        };
+        let handled = link
+            .session
+            .handle_text(Instant::now(), text.as_str(), &mut host);
         self.shared
             .metrics
-            .frame_in(decision.message_type, text.len());
-        let reply_to = decision.message_id;
-        let with_reply = |event: Event| match &reply_to {
-            Some(id) => event.with_reply_to(Arc::clone(id)),
-            None => event,
-        };
-        if let Some(limiter) = &mut session.limiter {
-            match limiter.check(Instant::now()) {
-                Verdict::Allow => {}
-                Verdict::Limited { retry_after } => {
-                    let reply = Event::new(ErrorReply::rate_limited(millis(retry_after)));
-                    return Ok(Some(with_reply(reply)));
-                }
-                Verdict::Abusive => {
-                    return Err(End::Close(CloseInfo::new(
-                        CloseCode::RateLimited,
-                        "rate_limited",
-                    )));
-                }
+            .frame_in(handled.message_type, text.len());
+        match handled.action {
+            Action::Reply(event) => Ok(Some(event)),
+            Action::Run(start) => {
+                self.start_run(cx, link, start);
+                Ok(None)
             }
+            Action::Message(request) => {
+                self.on_message(link, request);
+                Ok(None)
+            }
+            Action::Close(close) => Err(End::Session(Box::new(close))),
+            // Nothing to send (`Authenticated` only comes before the session is open).
+            _ => Ok(None),
         }
-        let reply = match decision.action {
-            Action::Reply(event) => Some(event),
-            Action::Run { kind, request } => {
-                match self.start_run(session, kind, request, decision.thread_id, reply_to.clone()) {
-                    RunStart::Ready(run) => {
-                        // This task looks at the queue right after: the run's events need
-                        // not wake it.
-                        session.queue.quiet();
-                        if start_eagerly(cx, run.work) == Started::Spawned {
-                            // Only a run still in flight can be cancelled.
-                            session.runs.insert(run.run_id, run.cancel);
-                        }
-                        None
-                    }
-                    RunStart::Refused(refusal) => Some(with_reply(refusal)),
-                }
-            }
-            Action::Refresh(token) => {
-                let event = match self
-                    .shared
-                    .validator
-                    .validate_refresh(&token, &session.principal)
-                {
-                    Ok(principal) => {
-                        expiry.reset(expiry_instant(&principal));
-                        let expires_at = i64::try_from(principal.expires_at())
-                            .ok()
-                            .and_then(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)))
-                            .unwrap_or_else(Timestamp::now);
-                        session.principal = principal;
-                        Event::new(AuthRefreshed::new(expires_at))
-                    }
-                    Err(error) => Event::error(error.code(), error.to_string()),
-                };
-                Some(with_reply(event))
-            }
-            Action::Cancel(run_id) => session.cancel(run_id.as_deref()).map(with_reply),
-            Action::Other(request) => {
-                let context = MessageContext {
-                    user_id: Arc::clone(&session.user_id),
-                    connection_id: Arc::clone(&self.id),
-                    message_id: reply_to.as_deref().map(str::to_owned),
-                    emitter: self.shared.emitter.clone(),
-                };
-                let emitter = self.shared.emitter.clone();
-                let user_id = Arc::clone(&session.user_id);
-                let request = request.into_owned();
-                tokio::spawn(async move {
-                    if let Err(error) = handler.on_message(context, request).await {
-                        let mut reply = Event::error(error.code(), error.to_string());
-                        if let Some(id) = reply_to {
-                            reply = reply.with_reply_to(id);
-                        }
-                        // Handler errors answer on the user's stream: the connection task
-                        // may have moved on, or closed, by the time the handler returns.
-                        emitter.emit(&user_id, reply);
-                    }
-                });
-                None
-            }
-        };
-        Ok(reply)
     }
 
-    /// Prepares a run (see [`start_eagerly`]); an error reply instead when the connection has
-    /// too many runs in flight.
-    fn start_run(
-        &self,
-        session: &mut Session,
-        kind: MessageType,
-        request: RunRequest<'_>,
-        thread_id: Option<Arc<str>>,
-        reply_to: Option<Arc<str>>,
-    ) -> RunStart {
-        session.runs.retain(|_, cancel| !cancel.is_closed());
-        let limit = self.shared.config.max_runs_per_connection;
-        if session.runs.len() >= limit {
-            return RunStart::Refused(Event::error(
-                "too_many_runs",
-                format!("this connection already has {limit} runs in flight"),
-            ));
-        }
+    /// Hands a request to the handler's `on_message`, on a task of its own; an error it
+    /// returns answers on this connection only.
+    fn on_message(&self, link: &Link, request: Request<'_>) {
+        let context = MessageContext {
+            user_id: Arc::clone(&link.user_id),
+            connection_id: Arc::clone(&self.id),
+            message_id: request.reply_to.as_deref().map(str::to_owned),
+            emitter: self.shared.emitter.clone(),
+            hub: Arc::clone(&self.shared.hub),
+            serial: self.serial,
+        };
+        let handler = Arc::clone(&self.shared.handler);
+        let request = request.request.into_owned();
+        tokio::spawn(async move {
+            if let Err(error) = handler.on_message(context.clone(), request).await {
+                context.reply(Event::error(error.code().to_owned(), error.to_string()));
+            }
+        });
+    }
+
+    /// Starts a run: polled once on this task, and given a task of its own (and a place in
+    /// the run registry, where `cancel_agent` finds it) only if it has to wait.
+    fn start_run(&self, cx: &mut std::task::Context<'_>, link: &mut Link, start: RunStart<'_>) {
         let run_id = self.shared.next_id("run");
         let run = Run::from(RunInner {
             run_id: Arc::clone(&run_id),
-            user_id: Arc::clone(&session.user_id),
+            user_id: Arc::clone(&link.user_id),
             connection_id: Arc::clone(&self.id),
-            thread_id,
-            reply_to,
-            kind,
-            request: request.into_owned(),
+            thread_id: start.thread_id,
+            reply_to: start.reply_to,
+            kind: start.kind,
+            request: start.request.into_owned(),
             emitter: self.shared.emitter.clone(),
             ended: AtomicBool::new(false),
             started_at: Instant::now(),
@@ -494,23 +499,27 @@ impl Connection {
         let (cancel, cancelled) = oneshot::channel();
         self.shared.metrics.runs_started.fetch_add(1, Relaxed);
         let handler = Arc::clone(&self.shared.handler);
-        RunStart::Ready(ReadyRun {
-            work: Box::pin(supervise(handler, run, cancelled)),
-            run_id,
-            cancel,
-        })
+        let mut work: RunFuture = Box::pin(supervise(handler, run, cancelled));
+        // This task looks at the queue right after: the run's events need not wake it.
+        link.queue.quiet();
+        if work.as_mut().poll(cx).is_pending() {
+            // Registered before the task exists, so the guard always finds the entry.
+            let guard =
+                self.shared
+                    .runs
+                    .register(&link.user_id, &run_id, self.serial, cancel, &link.runs);
+            tokio::spawn(async move {
+                work.await;
+                drop(guard);
+            });
+        }
     }
 
     /// Writes whatever the stream queued, then closes with `code`.
-    async fn drain_then(
-        &mut self,
-        session: &mut Session,
-        code: CloseCode,
-        reason: &'static str,
-    ) -> End {
+    async fn drain_then(&mut self, link: &mut Link, code: CloseCode, reason: &'static str) -> End {
         // Every write path flushes, so once the queue is empty nothing is left buffered.
-        while let Ok(first) = session.queue.try_recv() {
-            if let Err(end) = self.write_batch(first, &mut session.queue).await {
+        while let Ok(first) = link.queue.try_recv() {
+            if let Err(end) = self.write_batch(first, &mut link.queue).await {
                 return end;
             }
         }
@@ -530,8 +539,22 @@ impl Connection {
         End::Drop(info)
     }
 
-    /// Sends the close frame (if any), waits briefly for the peer's, and logs the record.
+    /// Sends the last frame and the close frame (if any), waits briefly for the peer's, and
+    /// logs the record.
     async fn finish(mut self, end: End) {
+        let end = match end {
+            End::Session(close) => {
+                let Close { reply, info, .. } = *close;
+                let mut end = End::Close(info);
+                if let Some(reply) = reply
+                    && let Err(failed) = self.send_event(reply).await
+                {
+                    end = failed;
+                }
+                end
+            }
+            end => end,
+        };
         let info = match end {
             End::Close(info) => {
                 let frame = CloseFrame {
@@ -555,6 +578,7 @@ impl Connection {
                 info
             }
             End::Drop(info) => info,
+            End::Session(close) => close.info,
         };
         self.shared.metrics.closed(info.code().as_u16());
         let failed = matches!(
@@ -569,46 +593,6 @@ impl Connection {
         self.record(state, ConnectionState::Open)
             .with_close(info)
             .emit();
-    }
-}
-
-/// A connection's authenticated session.
-struct Session {
-    principal: Principal,
-    user_id: Arc<str>,
-    queue: queue::Receiver<Outbound>,
-    _registration: Registration,
-    limiter: Option<RateLimiter>,
-    /// Runs started on this connection; a closed sender means the run is over.
-    runs: HashMap<Arc<str>, oneshot::Sender<()>>,
-}
-
-impl Session {
-    /// Cancels one run (or all of this connection's runs); an error reply if there is none.
-    fn cancel(&mut self, run_id: Option<&str>) -> Option<Event> {
-        self.runs.retain(|_, cancel| !cancel.is_closed());
-        match run_id {
-            Some(run_id) => match self.runs.remove(run_id) {
-                Some(cancel) => {
-                    let _ = cancel.send(());
-                    None
-                }
-                None => Some(Event::error(
-                    "unknown_run",
-                    "no run with this run_id is in flight on this connection",
-                )),
-            },
-            None if self.runs.is_empty() => Some(Event::error(
-                "unknown_run",
-                "no run is in flight on this connection",
-            )),
-            None => {
-                for (_, cancel) in self.runs.drain() {
-                    let _ = cancel.send(());
-                }
-                None
-            }
-        }
     }
 }
 
@@ -633,43 +617,6 @@ fn io_outcome(
 
 /// A run's supervised handler future.
 type RunFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A run ready to start, or the reply that refuses it.
-enum RunStart {
-    Ready(ReadyRun),
-    Refused(Event),
-}
-
-/// A run ready to start, with what cancels it.
-struct ReadyRun {
-    work: RunFuture,
-    run_id: Arc<str>,
-    cancel: oneshot::Sender<()>,
-}
-
-/// Where [`start_eagerly`] left a run.
-#[derive(Debug, PartialEq, Eq)]
-enum Started {
-    /// It ran to its end inline.
-    Finished,
-    /// It waits, on a task of its own.
-    Spawned,
-}
-
-/// Polls a new run once on the connection's task, and gives it a task of its own only if it
-/// has to wait. A run that finishes without waiting (a cached answer, an error, the demo agent
-/// without pauses) then costs no task and no wake-up, and the connection writes its events in
-/// the same pass. A run that waits continues on its own task, whose first poll registers its
-/// own waker wherever the inline poll registered the connection's (a spurious wake-up of the
-/// connection at most).
-fn start_eagerly(cx: &mut std::task::Context<'_>, mut run: RunFuture) -> Started {
-    if run.as_mut().poll(cx).is_ready() {
-        Started::Finished
-    } else {
-        tokio::spawn(run);
-        Started::Spawned
-    }
-}
 
 /// Runs a socket write under `limit`, starting the clock only if the socket cannot take the
 /// data at once: most writes complete on their first poll, and then no timer is set up.
@@ -741,20 +688,6 @@ fn read_error(error: axum::Error) -> End {
     }
 }
 
-/// When the principal's token expires, as a tokio instant.
-fn expiry_instant(principal: &Principal) -> tokio::time::Instant {
-    let left = principal
-        .expires_at_time()
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    // Far-future expiries are capped (a year): the timer only needs to fire eventually.
-    tokio::time::Instant::now() + left.min(Duration::from_secs(365 * 24 * 3600))
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// The error codes the server sends, as static strings for the metrics labels.
 fn intern_code(code: &str) -> &'static str {
     const KNOWN: &[&str] = &[
@@ -768,6 +701,8 @@ fn intern_code(code: &str) -> &'static str {
         "unknown_run",
         "slow_consumer",
         "token_expired",
+        "auth_timeout",
+        "missing_token",
     ];
     KNOWN
         .iter()

@@ -11,7 +11,7 @@ use agentwire_types::MessageType;
 use serde_json::json;
 
 use crate::error::HandlerError;
-use crate::hub::{Delivered, Emitter};
+use crate::hub::{Delivered, Emitter, Hub};
 
 /// Acts on clients' requests. Implement it to put a real agent behind the server.
 ///
@@ -45,7 +45,9 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles a client-sendable type other than the run requests and the server's own control
     /// messages (ping, heartbeat, auth_refresh, cancel_agent).
     ///
-    /// The default refuses every such type with `unsupported_message_type`.
+    /// The default refuses every such type with `unsupported_message_type`. An error returned
+    /// here is sent as an `error` frame to the connection the request came on only; so is
+    /// what the handler sends with [`MessageContext::reply`].
     fn on_message(
         &self,
         context: MessageContext,
@@ -101,7 +103,7 @@ impl<H: Handler> ErasedHandler for H {
 }
 
 /// Who sent a request, for [`Handler::on_message`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MessageContext {
     /// The authenticated user.
@@ -110,8 +112,34 @@ pub struct MessageContext {
     pub connection_id: Arc<str>,
     /// The client's `message_id`, if it sent one.
     pub message_id: Option<String>,
-    /// An emitter for answering on the user's stream.
+    /// An emitter for events on the user's stream (all of the user's connections).
     pub emitter: Emitter,
+    pub(crate) hub: Arc<Hub>,
+    /// The connection's place on the hub.
+    pub(crate) serial: u64,
+}
+
+impl MessageContext {
+    /// Sends a reply to the connection the request came on, and to no other (a control frame:
+    /// no `seq`, not replayed; `reply_to` is set to the request's `message_id`). Returns
+    /// whether it was queued: `false` once that connection has closed.
+    pub fn reply(&self, event: Event) -> bool {
+        let event = match &self.message_id {
+            Some(id) => event.with_reply_to(id.as_str()),
+            None => event,
+        };
+        self.hub.send_to(&self.user_id, self.serial, event)
+    }
+}
+
+impl std::fmt::Debug for MessageContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageContext")
+            .field("user_id", &self.user_id)
+            .field("connection_id", &self.connection_id)
+            .field("message_id", &self.message_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One agent run: the request, its identity, and the means to emit its events.

@@ -106,8 +106,8 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
     let mut upgrade = upgrade
         .read_buffer_size(config.read_buffer_bytes)
         .write_buffer_size(config.write_buffer_bytes)
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes);
+        .max_message_size(config.max_message_bytes())
+        .max_frame_size(config.max_message_bytes());
     if let Some(protocol) = negotiation.protocol() {
         // Only ever the marker: never a protocol that carries the token.
         upgrade = upgrade.protocols([protocol]);

@@ -51,14 +51,16 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             agentwire_auth::BEARER_PROTOCOL_PREFIX,
         ],
         "auth_methods": auth_methods,
-        "heartbeat_interval_ms": u64::try_from(c.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
-        "max_message_bytes": c.max_message_bytes,
+        "heartbeat_interval_ms": u64::try_from(c.heartbeat_interval().as_millis()).unwrap_or(u64::MAX),
+        "max_message_bytes": c.max_message_bytes(),
         "limits": {
             "max_connections_per_user": c.max_connections_per_user,
-            "rate_limit_per_sec": c.rate_limit_per_sec,
-            "rate_limit_burst": c.rate_limit_burst,
+            "rate_limit_per_sec": c.rate_limit_per_sec(),
+            "rate_limit_burst": c.rate_limit_burst(),
             "outbound_queue_frames": c.outbound_queue_frames,
-            "max_runs_per_connection": c.max_runs_per_connection,
+            "max_runs_per_connection": c.max_runs_per_connection(),
+            "in_band_auth": c.in_band_auth(),
+            "auth_timeout_ms": u64::try_from(c.auth_timeout().as_millis()).unwrap_or(u64::MAX),
         },
     });
     Json(body).into_response()

@@ -13,9 +13,11 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Delivers events to a user's stream: every connection that user has open.
 ///
-/// The server delivers in-process ([`Server::emitter`](crate::Server::emitter)); a multi-node
-/// deployment implements this trait over its broker (publish here, deliver to local
-/// connections on every node) without touching handlers or connection code.
+/// The default engine is [`LocalStreams`], in-process. Another engine (a broker for several
+/// nodes, or a wrapper that records or filters) is plugged in with
+/// [`ServerBuilder::delivery`](crate::ServerBuilder::delivery), which hands it this node's
+/// [`LocalStreams`] to reach the connections it holds; handlers and connection code do not
+/// change.
 pub trait Delivery: Send + Sync + 'static {
     /// Stamps `event` on `user_id`'s stream (next `seq`, fresh `event_id`, current time),
     /// encodes it once and hands it to each of the user's connections.
@@ -107,7 +109,42 @@ struct UserStream {
 
 type Shard = Mutex<HashTable<UserStream>>;
 
-/// The in-process [`Delivery`]: users' streams, sharded by user id.
+/// This node's user streams: the connections it holds, by user, and the in-process
+/// [`Delivery`] (the default engine). Cheap to clone.
+///
+/// An engine plugged in with [`ServerBuilder::delivery`](crate::ServerBuilder::delivery) gets
+/// one to deliver to this node's connections.
+#[derive(Clone)]
+pub struct LocalStreams {
+    hub: Arc<Hub>,
+}
+
+impl LocalStreams {
+    pub(crate) fn new(hub: Arc<Hub>) -> LocalStreams {
+        LocalStreams { hub }
+    }
+
+    /// Users with at least one open connection on this node.
+    pub fn users(&self) -> usize {
+        self.hub.users()
+    }
+}
+
+impl Delivery for LocalStreams {
+    fn deliver(&self, user_id: &str, event: Event) -> Delivered {
+        self.hub.deliver(user_id, event)
+    }
+}
+
+impl std::fmt::Debug for LocalStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStreams")
+            .field("users", &self.users())
+            .finish()
+    }
+}
+
+/// Users' streams, sharded by user id.
 pub(crate) struct Hub {
     shards: Box<[Shard]>,
     /// foldhash, seeded per process: user ids come from validated tokens, and a lookup per
@@ -203,8 +240,28 @@ impl Hub {
     }
 }
 
-impl Delivery for Hub {
-    fn deliver(&self, user_id: &str, event: Event) -> Delivered {
+impl Hub {
+    /// Sends a connection-scoped control frame (a reply) to one connection of `user_id`;
+    /// whether it was queued.
+    pub(crate) fn send_to(&self, user_id: &str, connection: u64, event: Event) -> bool {
+        let message_type = event.message_type();
+        let text = event.stamp_control().to_json();
+        let (hash, shard) = self.shard(user_id);
+        let Some(stream) = shard.find(hash, |s| &*s.user_id == user_id) else {
+            return false;
+        };
+        let Some(slot) = stream.slots.iter().find(|s| s.connection == connection) else {
+            return false;
+        };
+        slot.tx
+            .try_send(Outbound {
+                text: Utf8Bytes::from(text),
+                message_type,
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn deliver(&self, user_id: &str, event: Event) -> Delivered {
         let (hash, mut shard) = self.shard(user_id);
         let Some(stream) = shard.find_mut(hash, |s| &*s.user_id == user_id) else {
             return Delivered::default();

@@ -1,22 +1,24 @@
 //! The agentwire server: the WebSocket layer of an AI-agent chat product, ready to run.
 //!
-//! It composes the protocol crates (`agentwire-types`, `-auth`, `-events`, `-state`) and adds
-//! only transport, routing and lifecycle:
+//! It composes the protocol crates (`agentwire-types`, `-auth`, `-events`, `-state`,
+//! `-session`, re-exported as [`types`], [`auth`], [`events`], [`state`], [`session`]) and
+//! adds only transport, routing and lifecycle: the per-connection rules are
+//! [`agentwire_session::Session`]'s, and this crate drives it over a socket.
 //!
 //! - [`Server::router`]: an axum [`Router`](axum::Router) with `GET /ws` and `GET /websocket`
 //!   (the same endpoint), `GET /ws/health`, `GET /ws/config` and `GET /metrics`, to serve on
 //!   its own ([`Server::serve`]) or mount next to a service's own routes;
-//! - [`Handler`]: what a service implements to act on requests (the [`DemoAgent`] is the
-//!   default), with [`Run`] to emit a run's events;
+//! - [`Handler`]: what a service implements to act on requests (required; [`DemoAgent`]
+//!   shows the whole event flow), with [`Run`] to emit a run's events;
 //! - [`Emitter`]: sends events to all of a user's open connections from any task, through a
-//!   [`Delivery`] (in-process by default; a broker can implement it for several nodes);
+//!   [`Delivery`] engine ([`LocalStreams`], in-process, by default; another is plugged in with
+//!   [`ServerBuilder::delivery`]);
 //! - [`Config`]: limits, timeouts and handshake policy with safe defaults.
 //!
 //! The wire contract is `docs/protocol.md`; operating it is `docs/operations.md`.
 //!
 //! ```no_run
-//! use agentwire_auth::{Key, Validator};
-//! use agentwire_server::{Handler, Run, Server};
+//! use agentwire_server::{Handler, Key, Run, Server, Validator};
 //! use serde_json::json;
 //!
 //! struct Echo;
@@ -48,27 +50,31 @@
 
 mod config;
 mod connection;
-mod dispatch;
 mod error;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 mod handler;
 mod handshake;
 mod http;
 mod hub;
 mod metrics;
 mod queue;
-mod ratelimit;
+mod runs;
 mod server;
 
-pub use config::{
-    Config, ConfigBuilder, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_CONNECTIONS_PER_USER,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RATE_LIMIT_PER_SEC,
-};
+pub use config::{Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER};
 pub use error::{ConfigError, HandlerError, ServeError};
 pub use handler::{DemoAgent, Handler, MessageContext, Run};
-pub use hub::{Delivered, Delivery, Emitter};
-pub use server::{Server, ServerBuilder};
+pub use hub::{Delivered, Delivery, Emitter, LocalStreams};
+pub use server::{NoHandler, Server, ServerBuilder};
+
+// The protocol crates this API takes and returns, so a service needs only this crate.
+pub use agentwire_auth::{self as auth, Key, Principal, Validator};
+pub use agentwire_events::{self as events, Event, OtherRequest, Payload, RunRequest};
+pub use agentwire_session::{
+    self as session, DEFAULT_AUTH_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_PONG_TIMEOUT, DEFAULT_RATE_LIMIT_PER_SEC, SessionConfig,
+};
+pub use agentwire_state as state;
+pub use agentwire_types::{self as types, MessageType};
 
 /// The README's Rust examples, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

@@ -22,9 +22,10 @@ use tower_service::Service as _;
 
 use crate::config::Config;
 use crate::error::ServeError;
-use crate::handler::{DemoAgent, ErasedHandler, Handler};
-use crate::hub::{Emitter, Hub};
+use crate::handler::{ErasedHandler, Handler};
+use crate::hub::{Delivery, Emitter, Hub, LocalStreams};
 use crate::metrics::Metrics;
+use crate::runs::RunRegistry;
 use crate::{handshake, http};
 
 /// State shared by every connection and endpoint of one server.
@@ -34,6 +35,7 @@ pub(crate) struct Shared {
     pub(crate) handler: Arc<dyn ErasedHandler>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) emitter: Emitter,
+    pub(crate) runs: Arc<RunRegistry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) started: Instant,
     pub(crate) draining: AtomicBool,
@@ -83,8 +85,7 @@ impl Shared {
 /// graceful shutdown.
 ///
 /// ```no_run
-/// use agentwire_auth::{Key, Validator};
-/// use agentwire_server::{Config, DemoAgent, Server};
+/// use agentwire_server::{Config, DemoAgent, Key, Server, Validator};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let validator = Validator::builder()
@@ -103,27 +104,81 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
-/// Builds a [`Server`].
+/// The [`ServerBuilder`] before a handler is chosen: [`build`](ServerBuilder::build) needs
+/// one, so set it with [`handler`](ServerBuilder::handler) (the demo agent is
+/// [`DemoAgent`](crate::DemoAgent)).
+#[derive(Debug, Clone, Copy)]
+pub struct NoHandler;
+
+type MakeDelivery = Box<dyn FnOnce(LocalStreams) -> Arc<dyn Delivery> + Send>;
+
+/// Builds a [`Server`]. The handler is required: `Server::builder(validator).handler(h).build()`.
 #[must_use]
-pub struct ServerBuilder {
+pub struct ServerBuilder<H = NoHandler> {
     validator: Validator,
     config: Config,
-    handler: Arc<dyn ErasedHandler>,
+    handler: H,
+    delivery: Option<MakeDelivery>,
 }
 
-impl ServerBuilder {
+impl<H> ServerBuilder<H> {
     /// The limits and policies (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
-    /// The handler that carries out runs (default: [`DemoAgent::default`]).
-    pub fn handler(mut self, handler: impl Handler) -> Self {
-        self.handler = Arc::new(handler);
-        self
+    /// The handler that carries out runs and other requests.
+    pub fn handler<H2: Handler>(self, handler: H2) -> ServerBuilder<H2> {
+        ServerBuilder {
+            validator: self.validator,
+            config: self.config,
+            handler,
+            delivery: self.delivery,
+        }
     }
 
+    /// The delivery engine behind [`Server::emitter`] and every run's events (default: this
+    /// node's [`LocalStreams`], in-process). `make` gets the node's [`LocalStreams`], through
+    /// which the engine reaches the connections this server holds.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use agentwire_server::{Delivered, Delivery, DemoAgent, Event, LocalStreams, Server};
+    /// # let validator = agentwire_server::Validator::builder()
+    /// #     .key(agentwire_server::Key::hmac(b"a secret of at least thirty-two bytes!!").unwrap())
+    /// #     .build().unwrap();
+    ///
+    /// /// Counts every event, then delivers it in-process.
+    /// struct Counting { local: LocalStreams, events: Arc<AtomicU64> }
+    ///
+    /// impl Delivery for Counting {
+    ///     fn deliver(&self, user_id: &str, event: Event) -> Delivered {
+    ///         self.events.fetch_add(1, Ordering::Relaxed);
+    ///         self.local.deliver(user_id, event)
+    ///     }
+    /// }
+    ///
+    /// let events = Arc::new(AtomicU64::new(0));
+    /// let counter = Arc::clone(&events);
+    /// let server = Server::builder(validator)
+    ///     .handler(DemoAgent::default())
+    ///     .delivery(move |local| Counting { local, events: counter })
+    ///     .build();
+    /// server.emitter().emit("user_1", Event::agent_thinking("run_1", "hmm"));
+    /// assert_eq!(events.load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn delivery<D: Delivery>(
+        mut self,
+        make: impl FnOnce(LocalStreams) -> D + Send + 'static,
+    ) -> Self {
+        self.delivery = Some(Box::new(move |local| Arc::new(make(local))));
+        self
+    }
+}
+
+impl<H: Handler> ServerBuilder<H> {
     /// Builds the server. It accepts nothing until its router is served.
     pub fn build(self) -> Server {
         let metrics = Arc::new(Metrics::default());
@@ -131,16 +186,21 @@ impl ServerBuilder {
             self.config.outbound_queue_frames,
             Arc::clone(&metrics),
         ));
-        let emitter = Emitter::new(hub.clone());
+        let local = LocalStreams::new(Arc::clone(&hub));
+        let delivery: Arc<dyn Delivery> = match self.delivery {
+            Some(make) => make(local),
+            None => Arc::new(local),
+        };
         let (shutdown, _) = watch::channel(false);
         let id_prefix = RandomState::new().hash_one(Instant::now()) as u32;
         Server {
             shared: Arc::new(Shared {
                 config: self.config,
                 validator: self.validator,
-                handler: self.handler,
+                handler: Arc::new(self.handler),
                 hub,
-                emitter,
+                emitter: Emitter::new(delivery),
+                runs: Arc::new(RunRegistry::new()),
                 metrics,
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
@@ -154,12 +214,14 @@ impl ServerBuilder {
 }
 
 impl Server {
-    /// A builder for a server that authenticates with `validator`.
+    /// A builder for a server that authenticates with `validator`; choose its handler with
+    /// [`ServerBuilder::handler`].
     pub fn builder(validator: Validator) -> ServerBuilder {
         ServerBuilder {
             validator,
             config: Config::default(),
-            handler: Arc::new(DemoAgent::default()),
+            handler: NoHandler,
+            delivery: None,
         }
     }
 
@@ -232,7 +294,9 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServeError::Io`] if the listener fails for good.
+    /// [`ServeError::Io`] if the listener fails for good (a bad or closed socket, not a
+    /// passing shortage such as running out of file descriptors, which is logged and retried):
+    /// the open connections are then shut down as above before it returns.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -253,17 +317,24 @@ impl Server {
             self.shutdown().await
         };
         tokio::pin!(drained);
+        let mut failed = None;
         let clean = loop {
             tokio::select! {
                 clean = &mut drained => break clean,
                 accepted = listener.accept() => {
                     let (stream, remote) = match accepted {
                         Ok(accepted) => accepted,
-                        Err(error) => {
+                        Err(error) if accept_error_is_transient(&error) => {
                             // Out of file descriptors and the like: back off, keep serving.
                             tracing::warn!(target: "agentwire::server", %error, "accept failed");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
+                        }
+                        Err(error) => {
+                            // The listener itself is broken: drain what is open, then report.
+                            tracing::error!(target: "agentwire::server", %error, "listener failed");
+                            failed = Some(error);
+                            break self.shutdown().await;
                         }
                     };
                     let active = self.shared.metrics.connections_active.load(Ordering::Relaxed);
@@ -313,8 +384,26 @@ impl Server {
         http_stop.send_replace(true);
         let all = u32::try_from(config.max_pending_handshakes).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(config.close_timeout, pending.acquire_many(all)).await;
-        Ok(())
+        match failed {
+            Some(error) => Err(ServeError::Io(error)),
+            None => Ok(()),
+        }
     }
+}
+
+/// Whether an `accept` error concerns one connection or a passing shortage (keep serving), or
+/// the listener itself (EBADF, EINVAL, ENOTSOCK, EOPNOTSUPP, EFAULT: it will never accept
+/// again).
+fn accept_error_is_transient(error: &std::io::Error) -> bool {
+    const EFAULT: i32 = 14;
+    const EBADF: i32 = 9;
+    const EINVAL: i32 = 22;
+    const ENOTSOCK: i32 = 88;
+    const EOPNOTSUPP: i32 = 95;
+    !matches!(
+        error.raw_os_error(),
+        Some(EBADF | EFAULT | EINVAL | ENOTSOCK | EOPNOTSUPP)
+    )
 }
 
 /// Writes `value` in lowercase hex, zero-padded to at least `min_digits` (at most 16), at
@@ -351,6 +440,24 @@ impl std::fmt::Debug for Server {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn accept_errors_that_concern_one_connection_are_transient() {
+        use std::io::{Error, ErrorKind};
+        for transient in [
+            Error::from_raw_os_error(24),  // EMFILE
+            Error::from_raw_os_error(23),  // ENFILE
+            Error::from_raw_os_error(105), // ENOBUFS
+            Error::from_raw_os_error(103), // ECONNABORTED
+            Error::from(ErrorKind::ConnectionReset),
+        ] {
+            assert!(super::accept_error_is_transient(&transient), "{transient}");
+        }
+        for fatal in [9, 22, 88, 95] {
+            let error = Error::from_raw_os_error(fatal);
+            assert!(!super::accept_error_is_transient(&error), "{error}");
+        }
+    }
+
     #[test]
     fn write_hex_matches_format() {
         for (value, width) in [

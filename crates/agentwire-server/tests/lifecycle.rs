@@ -40,7 +40,10 @@ async fn heartbeats_drop_a_silent_peer_and_keep_a_live_one() {
     send_json(&mut live, &json!({"type": "ping"})).await;
     assert_eq!(next_json(&mut live).await["type"], "pong", "still open");
 
-    // The silent one was dropped: its stream ends (after the frames it never read).
+    // The silent one was closed with 4408 heartbeat_timeout (a close frame, after the pings
+    // it never answered), then its stream ends.
+    let (code, reason) = raw_close(&mut silent).await.expect("a close frame");
+    assert_eq!((code, reason.as_str()), (4408, "heartbeat_timeout"));
     let mut sink = Vec::new();
     let ended = tokio::time::timeout(PATIENCE, silent.read_to_end(&mut sink)).await;
     assert!(ended.is_ok(), "the server dropped the silent peer");

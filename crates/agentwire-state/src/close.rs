@@ -172,6 +172,9 @@ close_codes! {
     SlowConsumer = 4008, "slow_consumer", Warning;
     /// agentwire: authentication failed or the token expired; the reason is the error code.
     AuthFailed = 4401, "auth_failed", Notice;
+    /// agentwire: the peer did not answer a ping in time (reason `heartbeat_timeout`), or did
+    /// not authenticate in time (reason `auth_timeout`).
+    Timeout = 4408, "timeout", Notice;
     /// agentwire: the user already has the maximum number of connections.
     TooManyConnections = 4409, "too_many_connections", Notice;
     /// agentwire: the client kept exceeding the rate limit.
@@ -190,9 +193,9 @@ impl CloseCode {
         matches!(self.as_u16(), 1000 | 1001)
     }
 
-    /// Whether the code is one of agentwire's own (4008, 4401, 4409, 4429).
+    /// Whether the code is one of agentwire's own (4008, 4401, 4408, 4409, 4429).
     pub const fn is_agentwire(self) -> bool {
-        matches!(self.as_u16(), 4008 | 4401 | 4409 | 4429)
+        matches!(self.as_u16(), 4008 | 4401 | 4408 | 4409 | 4429)
     }
 
     /// Whether an endpoint may put this code in a close frame: 1000-1003, 1007-1014 and

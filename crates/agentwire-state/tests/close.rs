@@ -27,6 +27,7 @@ const NAMED: &[(u16, &str)] = &[
     (1015, "tls_handshake"),
     (4008, "slow_consumer"),
     (4401, "auth_failed"),
+    (4408, "timeout"),
     (4409, "too_many_connections"),
     (4429, "rate_limited"),
 ];
@@ -106,7 +107,7 @@ fn helpers_classify_codes() {
     );
     assert!(CloseCode::NormalClosure.is_normal() && CloseCode::GoingAway.is_normal());
     assert!(!CloseCode::AuthFailed.is_normal());
-    for code in [4008, 4401, 4409, 4429] {
+    for code in [4008, 4401, 4408, 4409, 4429] {
         assert!(CloseCode::from_u16(code).is_agentwire());
         assert!(CloseCode::from_u16(code).is_sendable());
     }

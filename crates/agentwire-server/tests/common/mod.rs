@@ -86,7 +86,7 @@ pub async fn start_handler(config: Config, handler: impl Handler) -> TestServer 
     start_with(Server::builder(validator()).config(config).handler(handler)).await
 }
 
-pub async fn start_with(builder: ServerBuilder) -> TestServer {
+pub async fn start_with<H: Handler>(builder: ServerBuilder<H>) -> TestServer {
     raise_fd_limit();
     let server = builder.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -383,6 +383,22 @@ pub async fn raw_close_code(stream: &mut TcpStream) -> Option<u16> {
             let (_, opcode, payload) = read_frame(stream).await?;
             if opcode == 0x8 {
                 return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("close in time")
+}
+
+/// Reads server frames from a raw stream until a close frame; returns its code and reason.
+pub async fn raw_close(stream: &mut TcpStream) -> Option<(u16, String)> {
+    let read = async {
+        loop {
+            let (_, opcode, payload) = read_frame(stream).await?;
+            if opcode == 0x8 && payload.len() >= 2 {
+                let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
+                return Some((u16::from_be_bytes([payload[0], payload[1]]), reason));
             }
         }
     };
