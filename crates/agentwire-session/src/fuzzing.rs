@@ -87,12 +87,13 @@ pub fn session(data: &[u8]) {
     };
     let start = Instant::now();
     let mut now = start;
-    let mut config = SessionConfig::default();
-    config.rate_limit_per_sec = 5;
-    config.rate_limit_burst = 3;
-    config.rate_limit_strikes = 4;
-    config.max_runs_per_connection = 3;
-    let config = Arc::new(config);
+    let config = Arc::new(SessionConfig {
+        rate_limit_per_sec: 5,
+        rate_limit_burst: 3,
+        rate_limit_strikes: 4,
+        max_runs_per_connection: 3,
+        ..SessionConfig::default()
+    });
     let (mut session, mut rest) = match data.split_first() {
         Some((mode, rest)) if mode % 4 == 0 => (Session::awaiting_auth(config, now), rest),
         Some((_, rest)) => (Session::new(config, principal.clone(), now), rest),
