@@ -313,3 +313,24 @@ async fn a_delivery_engine_plugged_in_through_the_builder_carries_every_event() 
     assert_eq!(events.load(Ordering::Relaxed), 6);
     server.stop().await;
 }
+
+#[test]
+fn docs_state_the_cancel_rules_these_tests_prove() {
+    let doc = include_str!("../../../docs/protocol.md");
+    let start = doc
+        .find("### cancel_agent")
+        .expect("a cancel_agent section");
+    let section = &doc[start..start + doc[start..].find("```").expect("its example")];
+    let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    for rule in [
+        "whichever of the user's connections started it",
+        "another user's run is never found",
+        "Without `run_id`: every run this connection started that is still in flight",
+        "`unknown_run`",
+    ] {
+        assert!(
+            section.contains(rule),
+            "docs/protocol.md cancel_agent must say: {rule}"
+        );
+    }
+}

@@ -221,12 +221,24 @@ async fn handshake_shape_errors_are_http_400_and_origin_403() {
             vec![("Sec-WebSocket-Protocol", "jwt-auth, {bad}".to_owned())],
         ),
     ];
+    let documented = documented_refusal();
     for (code, extra) in cases {
         let headers = upgrade(&extra);
         let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let (status, head, body) = http_get(server.addr, "/ws", &refs).await;
         assert_eq!(status, 400, "{code}: {head}");
         let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+        assert_eq!(
+            shape(&body),
+            shape(&documented),
+            "{code}: the shape docs/auth.md shows"
+        );
+        if code == "missing_marker_protocol" {
+            assert_eq!(
+                body, documented,
+                "docs/auth.md's example is the real refusal"
+            );
+        }
         assert_eq!(body["error"]["code"], code);
         assert!(
             body["error"]["message"]
@@ -247,7 +259,13 @@ async fn handshake_shape_errors_are_http_400_and_origin_403() {
     let refs: Vec<(&str, &str)> = evil.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let (status, _, body) = http_get(server.addr, "/ws", &refs).await;
     assert_eq!(status, 403);
-    assert!(body.contains("origin_not_allowed"));
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(
+        shape(&body),
+        shape(&documented),
+        "every refusal has one shape"
+    );
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
 
     // The allowed origin, and no Origin at all (non-browser clients), both connect.
     let allowed = upgrade(&[
@@ -265,4 +283,28 @@ async fn handshake_shape_errors_are_http_400_and_origin_403() {
         (Some("pong"), Some("p1"))
     );
     server.stop().await;
+}
+
+/// The HTTP refusal body docs/auth.md shows (its `json http-refusal` block).
+fn documented_refusal() -> serde_json::Value {
+    let doc = include_str!("../../../docs/auth.md");
+    let start = doc
+        .find("```json http-refusal\n")
+        .expect("docs/auth.md shows a refusal body")
+        + "```json http-refusal\n".len();
+    let end = start + doc[start..].find("```").expect("closing fence");
+    serde_json::from_str(&doc[start..end]).expect("the documented body is JSON")
+}
+
+/// A JSON value's keys, recursively (values replaced by their kind).
+fn shape(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), shape(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        serde_json::Value::String(_) => "string".into(),
+        other => other.clone(),
+    }
 }
