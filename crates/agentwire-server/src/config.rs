@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use agentwire_session::SessionConfig;
 
+use crate::accept::IpNet;
 use crate::error::ConfigError;
 
 /// Limits and policies of a [`Server`](crate::Server).
@@ -41,12 +42,18 @@ pub struct Config {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_pending_handshakes: usize,
+    pub(crate) max_pending_handshakes_per_peer: usize,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) send_buffer_bytes: usize,
     pub(crate) max_connections: usize,
     pub(crate) service_name: String,
 }
 
 /// Default connections per user; the next one is closed 4409.
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 10;
+/// Default socket send buffer per connection (`SO_SNDBUF`; the kernel doubles it for its own
+/// bookkeeping). See [`ConfigBuilder::send_buffer_bytes`].
+pub const DEFAULT_SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -65,6 +72,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_pending_handshakes: 4096,
+            max_pending_handshakes_per_peer: 1024,
+            trusted_proxies: Vec::new(),
+            send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             max_connections: 100_000,
             service_name: "agentwire".to_owned(),
         }
@@ -76,6 +86,7 @@ impl Config {
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config::default(),
+            invalid: None,
         }
     }
 
@@ -162,6 +173,24 @@ impl Config {
         self.max_pending_handshakes
     }
 
+    /// TCP connections one peer address may have in the HTTP phase at once; more from that
+    /// address are closed at accept, while other peers are served. Trusted proxies are exempt.
+    pub fn max_pending_handshakes_per_peer(&self) -> usize {
+        self.max_pending_handshakes_per_peer
+    }
+
+    /// Load balancers and proxies in front of the server: exempt from the per-peer cap, and
+    /// their `X-Forwarded-For` names the client in logs.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+
+    /// The socket send buffer set on each accepted connection (`SO_SNDBUF`), in bytes; 0
+    /// leaves the kernel's auto-tuning on.
+    pub fn send_buffer_bytes(&self) -> usize {
+        self.send_buffer_bytes
+    }
+
     /// Open WebSocket connections the server holds at most; more are closed at accept.
     pub fn max_connections(&self) -> usize {
         self.max_connections
@@ -191,6 +220,8 @@ impl Config {
 #[must_use]
 pub struct ConfigBuilder {
     config: Config,
+    /// A setter given a value it could not read: `build` reports it.
+    invalid: Option<&'static str>,
 }
 
 impl ConfigBuilder {
@@ -342,6 +373,37 @@ impl ConfigBuilder {
         self
     }
 
+    /// TCP connections one peer address may have in the HTTP phase at once (default 1024, a
+    /// quarter of the total): one peer that opens connections and sends nothing cannot take
+    /// every pending slot. Trusted proxies are exempt.
+    pub fn max_pending_handshakes_per_peer(mut self, max: usize) -> Self {
+        self.config.max_pending_handshakes_per_peer = max;
+        self
+    }
+
+    /// Trusts a proxy or load balancer in front of the server (repeatable), as an address or a
+    /// CIDR network (`10.0.0.0/8`): its connections are exempt from the per-peer pending cap
+    /// (it carries many clients), and the client address in logs is taken from its
+    /// `X-Forwarded-For` header (the rightmost address that is not a trusted proxy).
+    /// [`build`](Self::build) refuses a value that is not an address or network.
+    pub fn trusted_proxy(mut self, network: impl AsRef<str>) -> Self {
+        match IpNet::parse(network.as_ref()) {
+            Some(net) => self.config.trusted_proxies.push(net),
+            None => self.invalid = Some("trusted_proxy"),
+        }
+        self
+    }
+
+    /// The socket send buffer of each accepted connection, in bytes (default 64 KiB; 0 keeps
+    /// the kernel's auto-tuning, which grows it to megabytes). A small buffer keeps a client
+    /// that stops reading from parking megabytes in the kernel where the server cannot see
+    /// them: the backlog stays in the server's bounded queue, and the write timeout closes the
+    /// client 4008. Applied by [`Server::serve`](crate::Server::serve).
+    pub fn send_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.config.send_buffer_bytes = bytes;
+        self
+    }
+
     /// Open WebSocket connections allowed in all (default 100,000).
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = max;
@@ -432,6 +494,22 @@ impl ConfigBuilder {
             "at least 1",
         )?;
         check(c.max_connections >= 1, "max_connections", "at least 1")?;
+        check(
+            c.max_pending_handshakes_per_peer >= 1,
+            "max_pending_handshakes_per_peer",
+            "at least 1",
+        )?;
+        check(
+            c.send_buffer_bytes == 0 || c.send_buffer_bytes >= 4096,
+            "send_buffer_bytes",
+            "0 (kernel auto-tuning) or at least 4 KiB",
+        )?;
+        if let Some(setting) = self.invalid {
+            return Err(ConfigError::OutOfRange {
+                setting,
+                expected: "an IP address or a CIDR network such as 10.0.0.0/8",
+            });
+        }
         for origin in &c.allowed_origins {
             check(
                 !origin.is_empty() && origin.bytes().all(|b| b.is_ascii_graphic()),

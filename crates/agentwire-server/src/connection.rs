@@ -270,7 +270,8 @@ impl Connection {
                         };
                     }
                     Some(Ok(Message::Binary(_))) => return Err(End::Session(Box::new(session.handle_binary()))),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.handle_control(Instant::now()),
+                    Some(Ok(Message::Ping(payload))) => self.on_control(session, payload.len(), true).await?,
+                    Some(Ok(Message::Pong(payload))) => self.on_control(session, payload.len(), false).await?,
                     Some(Ok(Message::Close(frame))) => return Err(self.peer_closed(frame).await),
                     Some(Err(error)) => return Err(read_error(error)),
                     None => return Err(End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure))),
@@ -336,8 +337,15 @@ impl Connection {
                         }
                     }
                     Some(Ok(Message::Binary(_))) => return End::Session(Box::new(link.session.handle_binary())),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        link.session.handle_control(Instant::now());
+                    Some(Ok(Message::Ping(payload))) => {
+                        if let Err(end) = self.on_control(&mut link.session, payload.len(), true).await {
+                            return end;
+                        }
+                    }
+                    Some(Ok(Message::Pong(payload))) => {
+                        if let Err(end) = self.on_control(&mut link.session, payload.len(), false).await {
+                            return end;
+                        }
                     }
                     Some(Ok(Message::Close(frame))) => return Box::pin(self.peer_closed(frame)).await,
                     Some(Err(error)) => return read_error(error),
@@ -358,6 +366,28 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// A WebSocket ping or pong from the peer: counted, checked against the rate limit, and,
+    /// for a ping, its pong (queued by tungstenite) flushed under the write timeout before
+    /// anything else is read. A peer that sends pings and never reads the pongs is closed
+    /// 4008 within the write timeout, and its pongs never pile up in memory: at most one
+    /// waits beyond what the socket took.
+    async fn on_control(
+        &mut self,
+        session: &mut Session,
+        bytes: usize,
+        ping: bool,
+    ) -> Result<(), End> {
+        self.counters.record_in(bytes);
+        self.shared.metrics.control_frames_in.fetch_add(1, Relaxed);
+        if let Some(close) = session.handle_control(Instant::now()) {
+            return Err(End::Session(Box::new(close)));
+        }
+        if ping {
+            self.io(|socket| socket.flush()).await?;
+        }
+        Ok(())
     }
 
     /// Writes `first` and whatever else is queued (up to a batch), then flushes once; the

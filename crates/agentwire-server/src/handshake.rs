@@ -1,12 +1,12 @@
 //! The WebSocket endpoint: checks before the upgrade, then the upgrade itself.
 //!
-//! Order of checks: the head's size (431), draining (503), `Origin` (403), the shape of the
-//! subprotocol offer and credential (400), the WebSocket upgrade headers (axum's rejection),
-//! then the token. A bad token does not refuse the upgrade: the connection opens (answering
+//! Order of checks: the head's size (431), draining (503), `Origin` (403), the WebSocket
+//! version (426), the shape of the subprotocol offer and credential (400), the WebSocket
+//! upgrade headers (axum's rejection), then the token. A bad token does not refuse the upgrade: the connection opens (answering
 //! `jwt-auth` when it was offered), gets one `error` frame and closes 4401, so a browser can
 //! tell why.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,9 +14,10 @@ use agentwire_auth::{AuthError, HandshakeRequest, ProtocolOffer};
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::accept::IpNet;
 use crate::connection::{self, Accepted};
 use crate::server::Shared;
 
@@ -65,6 +66,26 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
         Some(text.get(..MAX_LOGGED_ORIGIN).unwrap_or(text).to_owned())
     });
 
+    // RFC 6455 section 4.4: a version the server does not speak is answered 426 with the
+    // versions it does.
+    if let Some(version) = parts.headers.get(header::SEC_WEBSOCKET_VERSION)
+        && version.as_bytes() != b"13"
+    {
+        shared
+            .metrics
+            .handshake_rejected("unsupported_websocket_version");
+        let mut response = refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported_websocket_version",
+            "this server speaks WebSocket version 13 (RFC 6455) only",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+
     let negotiation = ProtocolOffer::parse(parts.headers.get_all(header::SEC_WEBSOCKET_PROTOCOL))
         .and_then(|offer| {
             HandshakeRequest::new()
@@ -100,7 +121,7 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
     let remote = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
+        .map(|info| client_addr(info.0, &parts.headers, &shared.config.trusted_proxies));
 
     let config = &shared.config;
     let mut upgrade = upgrade
@@ -125,6 +146,27 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
             tracing::debug!(target: "agentwire::handshake", %error, "upgrade failed");
         })
         .on_upgrade(move |socket| connection::serve(shared, socket, accepted))
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the rightmost
+/// `X-Forwarded-For` address that is not itself a trusted proxy (port 0: the header has none).
+fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .find(|ip| !is_trusted(*ip))
+        .map_or(peer, |ip| SocketAddr::new(ip, 0))
 }
 
 /// The size of a request head as sent: request line and header lines (`name: value\r\n`).

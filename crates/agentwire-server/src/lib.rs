@@ -48,6 +48,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
 mod config;
 mod connection;
 mod error;
@@ -60,7 +61,10 @@ mod queue;
 mod runs;
 mod server;
 
-pub use config::{Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER};
+pub use accept::IpNet;
+pub use config::{
+    Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_SEND_BUFFER_BYTES,
+};
 pub use error::{ConfigError, HandlerError, ServeError};
 pub use handler::{DemoAgent, Handler, MessageContext, Run};
 pub use hub::{Delivered, Delivery, Emitter, LocalStreams};

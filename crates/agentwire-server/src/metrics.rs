@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     frames_out: PerType,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// WebSocket pings and pongs received from clients.
+    pub(crate) control_frames_in: AtomicU64,
     labelled: Mutex<Labelled>,
 }
 
@@ -138,6 +140,12 @@ impl Metrics {
             "agentwire_bytes_out_total",
             "Bytes of text frames sent.",
             self.bytes_out.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "agentwire_control_frames_in_total",
+            "WebSocket pings and pongs received from clients (each ping is answered with a pong).",
+            self.control_frames_in.load(Relaxed),
         );
         for (name, help, per_type) in [
             (

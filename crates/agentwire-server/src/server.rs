@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tower_service::Service as _;
 
+use crate::accept::{PendingPerPeer, RefusalLog};
 use crate::config::Config;
 use crate::error::ServeError;
 use crate::handler::{ErasedHandler, Handler};
@@ -287,9 +288,13 @@ impl Server {
     ///
     /// Each accepted TCP connection gets the configured
     /// [`handshake_timeout`](Config::handshake_timeout) to send its request head, of at most
-    /// [`max_header_bytes`](Config::max_header_bytes); connections past
-    /// [`max_pending_handshakes`](Config::max_pending_handshakes) or
-    /// [`max_connections`](Config::max_connections) are closed at accept. HTTP endpoints keep
+    /// [`max_header_bytes`](Config::max_header_bytes), and a send buffer of
+    /// [`send_buffer_bytes`](Config::send_buffer_bytes); connections past
+    /// [`max_pending_handshakes`](Config::max_pending_handshakes), past
+    /// [`max_pending_handshakes_per_peer`](Config::max_pending_handshakes_per_peer) from one
+    /// address (unless a [trusted proxy](Config::trusted_proxies)) or past
+    /// [`max_connections`](Config::max_connections) are closed at accept (counted in
+    /// `/metrics`, and logged at most every 10 s). HTTP endpoints keep
     /// answering while connections drain, so `/ws/health` can report `draining`.
     ///
     /// # Errors
@@ -308,6 +313,8 @@ impl Server {
         // then finish their request in flight and close.
         let (http_stop, http_stopped) = watch::channel(false);
         let pending = Arc::new(Semaphore::new(config.max_pending_handshakes));
+        let per_peer = PendingPerPeer::new(config.max_pending_handshakes_per_peer);
+        let refusals = RefusalLog::new(Duration::from_secs(10));
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(config.handshake_timeout)
@@ -338,15 +345,31 @@ impl Server {
                         }
                     };
                     let active = self.shared.metrics.connections_active.load(Ordering::Relaxed);
+                    let peer = remote.ip();
+                    let peer_permit = if config.trusted_proxies.iter().any(|net| net.contains(peer)) {
+                        None
+                    } else if let Some(permit) = per_peer.try_acquire(peer) {
+                        Some(permit)
+                    } else {
+                        self.shared.metrics.handshake_rejected("too_many_pending_handshakes_from_peer");
+                        refusals.refused("too_many_pending_handshakes_from_peer", peer);
+                        continue;
+                    };
                     let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
                         self.shared.metrics.handshake_rejected("too_many_pending_handshakes");
+                        refusals.refused("too_many_pending_handshakes", peer);
                         continue;
                     };
                     if active >= config.max_connections as u64 {
                         self.shared.metrics.handshake_rejected("server_full");
+                        refusals.refused("server_full", peer);
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    if config.send_buffer_bytes > 0 {
+                        let _ = socket2::SockRef::from(&stream)
+                            .set_send_buffer_size(config.send_buffer_bytes);
+                    }
                     let router = router.clone();
                     let service = service_fn(move |mut request: HyperRequest<Incoming>| {
                         request.extensions_mut().insert(ConnectInfo(remote));
@@ -369,6 +392,7 @@ impl Server {
                             }
                         }
                         drop(permit);
+                        drop(peer_permit);
                     });
                 }
             }

@@ -14,6 +14,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 20;
 /// Default runs in flight per connection.
 pub const DEFAULT_MAX_RUNS_PER_CONNECTION: usize = 16;
+/// Default deepest nesting of arrays and objects in the JSON a request hands on unparsed
+/// (`payload.context`, other types' payloads).
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 
 /// The limits and timers of one session. [`Default`] is the documented defaults; the server's
 /// `Config` builds one from its own settings.
@@ -39,6 +42,11 @@ pub struct SessionConfig {
     /// The largest inbound message, announced in `connection_established` (the transport
     /// enforces it).
     pub max_message_bytes: usize,
+    /// The deepest nesting of arrays and objects allowed in JSON a request hands on to the
+    /// application unparsed (`payload.context` of a run, the payload of a type the handler
+    /// takes); deeper is answered `invalid_payload`. Agent services in other languages parse
+    /// it recursively (Python's `json.loads` raises `RecursionError` near 1,000 levels).
+    pub max_json_depth: usize,
 }
 
 impl Default for SessionConfig {
@@ -52,6 +60,7 @@ impl Default for SessionConfig {
             rate_limit_strikes: 50,
             max_runs_per_connection: DEFAULT_MAX_RUNS_PER_CONNECTION,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
         }
     }
 }

@@ -145,7 +145,11 @@ pub fn session(data: &[u8]) {
                     _ => {}
                 }
             }
-            2 => session.handle_control(now),
+            2 => {
+                if let Some(close) = session.handle_control(now) {
+                    return check_close(close);
+                }
+            }
             3 => {
                 // Time passes by up to 25.5 s, then the timer fires if it is due.
                 let (&step, tail) = rest.split_first().unwrap_or((&0, &[]));

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use agentwire_auth::{AuthError, Principal, Token, Validator};
 use agentwire_events::{
-    AuthRefreshed, ConnectionEstablished, ErrorReply, Event, OtherRequest, Request, RunRequest,
-    StreamPosition, Timestamp, parse_inbound,
+    AuthRefreshed, ConnectionEstablished, ErrorReply, Event, OtherRequest, RawJson, Request,
+    RunRequest, StreamPosition, Timestamp, parse_inbound,
 };
 use agentwire_state::{CloseCode, CloseInfo};
 use agentwire_types::MessageType;
@@ -304,10 +304,18 @@ impl Session {
         }))
     }
 
-    /// A WebSocket ping or pong from the peer: it is alive.
-    pub fn handle_control(&mut self, now: Instant) {
-        let _ = now;
+    /// A WebSocket ping or pong from the peer: it is alive, and the frame counts toward the
+    /// rate limit like any other (a ping makes the transport queue a pong, so a ping flood is
+    /// a flood). Over the limit for too long: the close (4429).
+    pub fn handle_control(&mut self, now: Instant) -> Option<Close> {
         self.pong_deadline = None;
+        match self.limiter.as_mut()?.check(now) {
+            Verdict::Abusive => Some(Close {
+                reply: None,
+                info: CloseInfo::new(CloseCode::RateLimited, "rate_limited"),
+            }),
+            Verdict::Allow | Verdict::Limited { .. } => None,
+        }
     }
 
     /// A binary frame from the peer: the protocol is JSON text, so the connection closes 1003.
@@ -363,6 +371,11 @@ impl Session {
         let action = match inbound.into_request() {
             Request::Ping => reply(Event::pong(Timestamp::now())),
             Request::Heartbeat => reply(Event::heartbeat_ack()),
+            Request::StartAgent(request) | Request::UserMessage(request)
+                if too_deep(request.context.as_ref().map(RawJson::get), &self.config) =>
+            {
+                reply(too_deep_reply("payload.context", &self.config))
+            }
             Request::StartAgent(request) => {
                 self.start(MessageType::StartAgent, request, thread_id, reply_to, host)
             }
@@ -386,6 +399,12 @@ impl Session {
                         "no run started on this connection is in flight",
                     ))
                 }
+            }
+            Request::Other(other)
+                if host.handles(other.message_type())
+                    && too_deep(other.payload().map(RawJson::get), &self.config) =>
+            {
+                reply(too_deep_reply("payload", &self.config))
             }
             Request::Other(other) if host.handles(other.message_type()) => {
                 Action::Message(Message {
@@ -578,6 +597,54 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Whether `json` nests arrays and objects deeper than the configured maximum.
+fn too_deep(json: Option<&str>, config: &SessionConfig) -> bool {
+    json.is_some_and(|json| nesting_exceeds(json, config.max_json_depth))
+}
+
+fn too_deep_reply(field: &str, config: &SessionConfig) -> Event {
+    let mut reply = ErrorReply::new(
+        "invalid_payload",
+        format!(
+            "{field} nests arrays and objects deeper than {} levels",
+            config.max_json_depth
+        ),
+    );
+    reply.field = Some(field.to_owned());
+    Event::new(reply)
+}
+
+/// Whether valid JSON `text` nests arrays and objects more than `max` deep: one pass over the
+/// bytes, skipping strings.
+fn nesting_exceeds(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in text.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The largest time RFC 3339 can write (9999-12-31T23:59:59Z), in unix seconds.
 const MAX_RFC3339_SECS: u64 = 253_402_300_799;
 
@@ -602,4 +669,18 @@ fn expiry_instant(principal: &Principal, now: Instant) -> Instant {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        use super::nesting_exceeds;
+        assert!(!nesting_exceeds(r#"{"a": [1, {"b": 2}]}"#, 3));
+        assert!(nesting_exceeds(r#"{"a": [1, {"b": 2}]}"#, 2));
+        assert!(!nesting_exceeds(r#"{"a": "[[[[{{{{\"[["}"#, 1));
+        assert!(!nesting_exceeds(r#"[[], [], [[]]]"#, 3));
+        assert!(nesting_exceeds(&"[".repeat(100_000), 32));
+        assert!(!nesting_exceeds("42", 0));
+    }
 }

@@ -352,7 +352,7 @@ fn heartbeats_ping_every_interval_and_close_4408_when_nothing_answers() {
     ));
     assert_eq!(session.poll_timeout(), at(35), "the pong deadline");
     // A pong (or any frame) in time clears it.
-    session.handle_control(at(30));
+    assert!(session.handle_control(at(30)).is_none());
     assert!(session.handle_timeout(at(35)).is_none());
     assert!(matches!(
         session.handle_timeout(at(50)),
