@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agentwire_auth::testing::{Claims, SigningKey, offer_header};
+use agentwire_auth::mint::{Claims, SigningKey, offer_header};
 use agentwire_auth::{Algorithm, Key, Validator};
 use agentwire_server::{Config, DemoAgent, Server};
 use clap::{Parser, Subcommand, ValueEnum};

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
-use agentwire_auth::testing::{Claims, SigningKey};
+use agentwire_auth::mint::{Claims, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
-use agentwire_auth::testing::{Claims, SigningKey};
+use agentwire_auth::mint::{Claims, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
