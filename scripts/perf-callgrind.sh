@@ -3,7 +3,7 @@
 # valgrind's callgrind: deterministic, so it compares builds on a shared, noisy machine where
 # CPU time cannot. Used for docs/performance.md ("Where agentwire's CPU goes").
 #
-#   cargo build --release -p agentwire-server
+#   cargo build --release -p agentwire-cli
 #   scripts/perf-callgrind.sh runs agentwire      # per run: 3,000 runs on 10 connections
 #   scripts/perf-callgrind.sh runs baseline       # the same against the bare server
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed

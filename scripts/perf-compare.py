@@ -5,7 +5,7 @@ Every scenario runs on both servers in the same invocation, alternating which go
 each on a fresh server process on a free loopback port, and repeats; the summary gives the
 medians and agentwire/baseline ratios. Used for docs/performance.md.
 
-    cargo build --release -p agentwire-server
+    cargo build --release -p agentwire-cli
     python3 scripts/perf-compare.py --repeats 3            # every scenario
     python3 scripts/perf-compare.py --scenarios busy100,busy1k --repeats 5
 

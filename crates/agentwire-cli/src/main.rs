@@ -22,8 +22,8 @@ use agentwire_auth::{Algorithm, Key, Validator};
 use agentwire_server::{Config, DemoAgent, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod cli;
 mod logging;
+mod tools;
 
 #[derive(Parser)]
 #[command(name = "agentwire", version, about = "The agentwire WebSocket server")]
@@ -40,14 +40,14 @@ enum Command {
     Token(TokenArgs),
     /// Check an endpoint step by step (TCP, TLS, upgrade, subprotocol, session, a run, ping,
     /// idle survival) and name the step that fails, with its likely cause.
-    Probe(Box<cli::probe::ProbeArgs>),
+    Probe(Box<tools::probe::ProbeArgs>),
     /// Open many connections, run agents on them, and report handshakes/s, events/s, run
     /// latency percentiles, errors and close codes (and, given --server-pid, the server's CPU
     /// per 1,000 events and memory per connection).
-    Load(Box<cli::load::LoadArgs>),
+    Load(Box<tools::load::LoadArgs>),
     /// A bare tokio-tungstenite server for `load` to compare agentwire with.
     #[command(hide = true)]
-    Baseline(cli::baseline::BaselineArgs),
+    Baseline(tools::baseline::BaselineArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -138,9 +138,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).map(|()| ExitCode::SUCCESS),
         Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
-        Command::Probe(args) => cli::probe::run(*args),
-        Command::Load(args) => cli::load::run(*args),
-        Command::Baseline(args) => cli::baseline::run(&args),
+        Command::Probe(args) => tools::probe::run(*args),
+        Command::Load(args) => tools::load::run(*args),
+        Command::Baseline(args) => tools::baseline::run(&args),
     };
     match result {
         Ok(code) => code,
