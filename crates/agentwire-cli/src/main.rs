@@ -1,13 +1,14 @@
-//! `agentwire`: run the server (`serve`), mint a test token (`token`), check an endpoint
-//! (`probe`) or measure one (`load`, against the hidden bare `baseline` server).
+//! `agentwire`: run the server (`serve`), mint a token (`token`), check an endpoint (`probe`)
+//! or measure one (`load`; the bare server it is compared with is `agentwire-baseline`, in
+//! the benchmarks crate).
 //!
 //! Every `serve` flag also reads an `AGENTWIRE_*` environment variable; see
 //! `agentwire serve --help` and docs/operations.md.
 
 /// mimalloc instead of the system allocator: a run makes about 30 small allocations, and
 /// mimalloc's fast paths cost the server 7 % fewer instructions per run than glibc's malloc,
-/// with less memory per idle connection (docs/performance.md). The load tool and the bare
-/// baseline in this binary use it too, so comparisons stay like for like.
+/// with less memory per idle connection (docs/performance.md). The load tool in this binary
+/// and the bare `agentwire-baseline` use it too, so comparisons stay like for like.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -45,9 +46,6 @@ enum Command {
     /// latency percentiles, errors and close codes (and, given --server-pid, the server's CPU
     /// per 1,000 events and memory per connection).
     Load(Box<tools::load::LoadArgs>),
-    /// A bare tokio-tungstenite server for `load` to compare agentwire with.
-    #[command(hide = true)]
-    Baseline(tools::baseline::BaselineArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -140,7 +138,6 @@ fn main() -> ExitCode {
         Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
         Command::Probe(args) => tools::probe::run(*args),
         Command::Load(args) => tools::load::run(*args),
-        Command::Baseline(args) => tools::baseline::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,11 +1,10 @@
-//! `agentwire probe`, `agentwire load` and `agentwire baseline`, run as the binary against
+//! `agentwire probe` and `agentwire load`, run as the binary against
 //! servers started here: a healthy agentwire server, and small axum servers misconfigured the
 //! ways production ones were (wrong path, no subprotocol answer, the token echoed back).
 //! No timing thresholds: only what the tools report.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 
@@ -442,50 +441,4 @@ async fn load_reports_refused_handshakes_by_kind() {
     // The shared user's runs reach all three connections; each still matches its own run.
     assert_eq!(report["run"]["runs_completed"], 3);
     server.stop().await;
-}
-
-/// The hidden baseline server, driven by the same load tool; also with CPU burnt per request
-/// (`--burn-us`), which changes its cost and nothing it answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baseline_serves_the_load_tool() {
-    for burn in ["0", "300"] {
-        baseline_run(burn).await;
-    }
-}
-
-async fn baseline_run(burn_us: &str) {
-    let mut child = Command::new(BIN)
-        .args(["baseline", "--listen", "127.0.0.1:0", "--threads", "1"])
-        .args(["--burn-us", burn_us])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn baseline");
-    let stdout = child.stdout.take().expect("stdout");
-    let url = tokio::task::spawn_blocking(move || {
-        let line = BufReader::new(stdout)
-            .lines()
-            .next()
-            .expect("a line")
-            .expect("read");
-        line.split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .expect("url")
-            .to_owned()
-    })
-    .await
-    .expect("join");
-    let pid = child.id().to_string();
-    let output = run_bin(load_args(
-        url,
-        &["--connections", "20", "--runs", "40", "--server-pid", &pid],
-    ))
-    .await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = load_report(&output);
-    assert!(output.status.success(), "{report:#}");
-    assert_eq!(report["run"]["runs_completed"], 40);
-    assert_eq!(report["run"]["events"], 200);
-    assert_eq!(report["errors"], serde_json::json!({}));
 }

@@ -37,7 +37,8 @@ use super::client::{
 use super::procfs::{self, Sample};
 use super::round;
 
-/// The request text of every run (the baseline's prebuilt frames match its sizes).
+/// The request text of every run (the prebuilt frames of `agentwire-baseline`, in benches/,
+/// match its sizes).
 pub(super) const DEFAULT_REQUEST_TEXT: &str = "What is the weather in Oslo today?";
 
 /// Arguments of `agentwire load`.

@@ -1,10 +1,8 @@
 //! Client-side tools of the `agentwire` binary: `probe` (is this endpoint healthy, and if not,
-//! why?), `load` (how fast is it, and at what memory cost?) and the hidden `baseline` (a bare
-//! tokio-tungstenite server that `load` measures agentwire against).
+//! why?) and `load` (how fast is it, and at what memory cost?).
 //!
 //! They only ever connect to the URL the user gives them.
 
-pub(crate) mod baseline;
 mod client;
 pub(crate) mod load;
 pub(crate) mod probe;
