@@ -40,7 +40,8 @@ enum Command {
     /// Mint an HS256 token (for tests and local clients).
     Token(TokenArgs),
     /// Check an endpoint step by step (TCP, TLS, upgrade, subprotocol, session, a run, ping,
-    /// idle survival) and name the step that fails, with its likely cause.
+    /// idle survival) and name the step that fails, with its likely cause; with --monitor,
+    /// again and again, then availability, timings and failures.
     Probe(Box<tools::probe::ProbeArgs>),
     /// Open many connections, run agents on them, and report handshakes/s, events/s, run
     /// latency percentiles, errors and close codes (and, given --server-pid, the server's CPU
