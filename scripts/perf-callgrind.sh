@@ -3,9 +3,9 @@
 # valgrind's callgrind: deterministic, so it compares builds on a shared, noisy machine where
 # CPU time cannot. Used for docs/performance.md ("Where agentwire's CPU goes").
 #
-#   cargo build --release -p agentwire-server
+#   cargo build --release -p agentwire-cli --bin agentwire -p agentwire-benches --bin agentwire-baseline
 #   scripts/perf-callgrind.sh runs agentwire      # per run: 3,000 runs on 10 connections
-#   scripts/perf-callgrind.sh runs baseline       # the same against the bare server
+#   scripts/perf-callgrind.sh runs baseline       # the same against agentwire-baseline
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
 #
 # The server runs under callgrind on a free loopback port; a warm-up pass runs first, then
@@ -15,7 +15,10 @@ set -euo pipefail
 
 mode="${1:?usage: $0 runs|connections agentwire|baseline}"
 kind="${2:?usage: $0 runs|connections agentwire|baseline}"
+# agentwire serves and is the load generator; agentwire-baseline (agentwire-benches) is the bare
+# server.
 BIN="${BIN:-$(dirname "$0")/../target/release/agentwire}"
+BASELINE_BIN="${BASELINE_BIN:-$(dirname "$0")/../target/release/agentwire-baseline}"
 OUT="${OUT:-/tmp/agentwire-callgrind-$mode-$kind.out}"
 SECRET="perf-callgrind-secret-of-at-least-32-bytes"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -23,7 +26,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 case "$kind" in
 agentwire) server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
     --rate-limit-per-sec 0 --log-format json) ;;
-baseline) server=("$BIN" baseline --listen "127.0.0.1:$port") ;;
+baseline) server=("$BASELINE_BIN" --listen "127.0.0.1:$port") ;;
 *) echo "unknown server kind: $kind" >&2; exit 2 ;;
 esac
 case "$mode" in

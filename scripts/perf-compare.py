@@ -5,7 +5,14 @@ Every scenario runs on both servers in the same invocation, alternating which go
 each on a fresh server process on a free loopback port, and repeats; the summary gives the
 medians and agentwire/baseline ratios. Used for docs/performance.md.
 
-    cargo build --release -p agentwire-server
+The servers are `agentwire serve` (target/release/agentwire, package agentwire-cli, which is
+also the load generator) and `agentwire-baseline` (target/release/agentwire-baseline, package
+agentwire-benches). The script first builds both with
+
+    cargo build --release -p agentwire-cli --bin agentwire -p agentwire-benches --bin agentwire-baseline
+
+(skip that with --no-build, e.g. with --bin / --baseline-bin pointing at other builds), then:
+
     python3 scripts/perf-compare.py --repeats 3            # every scenario
     python3 scripts/perf-compare.py --scenarios busy100,busy1k --repeats 5
 
@@ -15,7 +22,7 @@ Scenarios:
     idle             19,000 idle connections: memory per connection, handshakes/s
     handshakes       10,000 connections as fast as a 2-thread load generator opens them
     burn             busy1k against the baseline made to burn 0-12 us of CPU per request
-                     (`baseline --burn-us`), beside agentwire: how the p99 follows CPU per run
+                     (`agentwire-baseline --burn-us`), beside agentwire: how the p99 follows CPU per run
 
 Only loopback addresses are used; every load run is bounded in count and time.
 """
@@ -32,6 +39,8 @@ import time
 
 SECRET = "perf-compare-secret-of-at-least-32-bytes"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = ["cargo", "build", "--release", "-p", "agentwire-cli", "--bin", "agentwire",
+         "-p", "agentwire-benches", "--bin", "agentwire-baseline"]
 
 
 def free_port():
@@ -45,12 +54,12 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
-def start(binary, kind, port, burn_us=0.0):
+def start(bins, kind, port, burn_us=0.0):
     if kind == "agentwire":
-        cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
+        cmd = [bins["agentwire"], "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
                "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
     else:
-        cmd = [binary, "baseline", "--listen", f"127.0.0.1:{port}", "--burn-us", str(burn_us)]
+        cmd = [bins["baseline"], "--listen", f"127.0.0.1:{port}", "--burn-us", str(burn_us)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -73,12 +82,12 @@ def stop(proc):
         proc.wait()
 
 
-def measure(binary, kind, args, burn_us=0.0):
+def measure(bins, kind, args, burn_us=0.0):
     port = free_port()
-    proc = start(binary, kind, port, burn_us)
+    proc = start(bins, kind, port, burn_us)
     try:
         before = loadavg()
-        cmd = [binary, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", SECRET,
+        cmd = [bins["agentwire"], "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", SECRET,
                "--server-pid", str(proc.pid), "--json"] + args
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         report = json.loads(out.stdout)
@@ -159,7 +168,7 @@ def summarize(results):
 BURN_US = [0, 2, 4, 6, 8, 10, 12]
 
 
-def burn_sweep(binary, repeats):
+def burn_sweep(bins, repeats):
     """busy1k on the baseline burning more and more CPU per request, and on agentwire."""
     args = SCENARIOS["busy1k"][0]
     rows = []
@@ -167,9 +176,9 @@ def burn_sweep(binary, repeats):
         reports = []
         for i in range(repeats):
             if burn == "agentwire":
-                report = measure(binary, "agentwire", args)
+                report = measure(bins, "agentwire", args)
             else:
-                report = measure(binary, "baseline", args, burn)
+                report = measure(bins, "baseline", args, burn)
             reports.append(report)
             print(f"burn {burn} [#{i + 1}] cpu_us/event={pick(report, 'server.cpu_us_per_event')} "
                   f"p50={pick(report, 'run.latency_ms.p50')} p99={pick(report, 'run.latency_ms.p99')}",
@@ -178,10 +187,10 @@ def burn_sweep(binary, repeats):
         rows.append((burn, cpu * 5 if cpu is not None else None, median(reports, "run.latency_ms.p50"),
                      median(reports, "run.latency_ms.p99"), median(reports, "run.latency_ms.p99_9")))
     lines = ["\n### burn: busy1k p99 against server CPU per run\n",
-             f"`{' '.join(args)}`, medians of {repeats}; the baseline started with `--burn-us N`\n",
+             f"`{' '.join(args)}`, medians of {repeats}; `agentwire-baseline` started with `--burn-us N`\n",
              "| server | CPU us/run | p50 ms | p99 ms | p99.9 ms |", "|---|---|---|---|---|"]
     for burn, cpu, p50, p99, p999 in rows:
-        name = "agentwire" if burn == "agentwire" else f"baseline --burn-us {burn}"
+        name = "agentwire" if burn == "agentwire" else f"agentwire-baseline --burn-us {burn}"
         fmt = lambda v: "" if v is None else f"{v:.1f}"
         lines.append(f"| {name} | {fmt(cpu)} | {fmt(p50)} | {fmt(p99)} | {fmt(p999)} |")
     return "\n".join(lines)
@@ -189,17 +198,25 @@ def burn_sweep(binary, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", default=os.path.join(
-        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "agentwire"))
+    release = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
+    parser.add_argument("--bin", default=os.path.join(release, "agentwire"),
+                        help="the agentwire binary (serve and load), from agentwire-cli")
+    parser.add_argument("--baseline-bin", default=os.path.join(release, "agentwire-baseline"),
+                        help="the bare server, from agentwire-benches")
+    parser.add_argument("--no-build", action="store_true",
+                        help="do not run cargo build --release for the two binaries first")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scenarios", default="busy100,busy1k,rates,idle,handshakes")
     parser.add_argument("--out", default=None, help="directory for the raw JSON reports")
     args = parser.parse_args()
+    if not args.no_build:
+        subprocess.run(BUILD, cwd=ROOT, check=True)
+    bins = {"agentwire": args.bin, "baseline": args.baseline_bin}
     results = {}
     extra = []
     for name in args.scenarios.split(","):
         if name == "burn":
-            extra.append(burn_sweep(args.bin, args.repeats))
+            extra.append(burn_sweep(bins, args.repeats))
             continue
         for load_args in SCENARIOS[name]:
             key = f"{name} {' '.join(load_args)}"
@@ -207,7 +224,7 @@ def main():
             for i in range(args.repeats):
                 order = ["baseline", "agentwire"] if i % 2 == 0 else ["agentwire", "baseline"]
                 for kind in order:
-                    report = measure(args.bin, kind, load_args)
+                    report = measure(bins, kind, load_args)
                     results[key][kind].append(report)
                     print(f"{key} [{kind} #{i + 1}] cpu_us/event={pick(report, 'server.cpu_us_per_event')} "
                           f"p99={pick(report, 'run.latency_ms.p99')} "

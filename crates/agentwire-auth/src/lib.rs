@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use agentwire_auth::{HandshakeRequest, Key, ProtocolOffer, Token, Validator};
-//! # use agentwire_auth::testing::{Claims, SigningKey, offer_header};
+//! # use agentwire_auth::mint::{Claims, SigningKey, offer_header};
 //! # use agentwire_auth::Algorithm;
 //!
 //! // Once, at start-up.
@@ -58,8 +58,9 @@
 //! assert!(!format!("{err} {err:?}").contains("eyJzdWIiOiJhZG1pbiJ9"));
 //! ```
 //!
-//! With the `testing` feature, [`testing`] mints tokens for every algorithm and gives the
-//! header values a client sends. Reading a token without verifying it lives in [`dangerous`].
+//! [`mint`] signs tokens with the caller's keys and gives the header values a client sends.
+//! With the `testing` feature, `testing` adds committed fixture keys for every algorithm (for
+//! tests only). Reading a token without verifying it lives in [`dangerous`].
 //! The wire behaviour, client snippets and the error table are in `docs/auth.md`.
 
 mod algorithm;
@@ -68,6 +69,7 @@ pub mod dangerous;
 mod error;
 mod jws;
 mod key;
+pub mod mint;
 mod offer;
 mod principal;
 mod token;

@@ -1,9 +1,10 @@
-//! Minting tokens for tests and harnesses (cargo feature `testing`).
+//! Test material for harnesses and tests (cargo feature `testing`).
 //!
-//! A claims builder ([`Claims`]), signing keys for every supported algorithm ([`SigningKey`]),
-//! the values a client sends ([`offer_header`], [`offer_protocols`], [`bearer_header`]), an
-//! unsecured `alg: none` token for negative tests ([`unsecured_token`]), and committed
-//! **test-only** key pairs ([`SigningKey::fixture`], [`fixture_key`], [`fixture_validator`]).
+//! Committed **test-only** key pairs for every supported algorithm ([`SigningKey::fixture`],
+//! [`fixture_key`], [`fixture_validator`], [`FIXTURE_HMAC_SECRET`]) and an unsecured
+//! `alg: none` token for negative tests ([`unsecured_token`]). Everything of
+//! [`mint`](crate::mint) (the claims builder, signing keys, the header values a client sends)
+//! is re-exported here, so tests import from one place.
 //!
 //! The fixture keys are public (they are in the repository): they must never verify anything
 //! in production. They exist so that harnesses and integration tests can cover every algorithm
@@ -30,15 +31,15 @@
 //! # Ok::<(), agentwire_auth::ConfigError>(())
 //! ```
 
-use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::{Algorithm, ConfigError, JWT_PROTOCOL_PREFIX, Key, MARKER_PROTOCOL, Token, Validator};
+pub use crate::mint::{
+    Claims, DEFAULT_TTL, SigningKey, bearer_header, offer_header, offer_header_base64url,
+    offer_protocols,
+};
+use crate::{Algorithm, Key, Token, Validator};
 
 /// The committed **test-only** HMAC secret (64 ASCII bytes) of [`SigningKey::fixture`] for
 /// HS256, HS384 and HS512.
@@ -53,181 +54,7 @@ const P384_PUBLIC: &str = include_str!("../fixtures/keys/ec-p384-public.pem");
 const ED_PRIVATE: &str = include_str!("../fixtures/keys/ed25519-private.pem");
 const ED_PUBLIC: &str = include_str!("../fixtures/keys/ed25519-public.pem");
 
-/// The default lifetime of [`Claims::new`]: one hour.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
-
-/// A claims set under construction.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Claims {
-    map: Map<String, Value>,
-}
-
-impl Claims {
-    /// `sub`, `iat` now and `exp` in [`DEFAULT_TTL`].
-    pub fn new(sub: impl Into<String>) -> Self {
-        let now = now_secs();
-        Self::empty()
-            .subject(sub)
-            .issued_at(now)
-            .expires_at(now.saturating_add(DEFAULT_TTL.as_secs()))
-    }
-
-    /// No claims at all.
-    pub fn empty() -> Self {
-        Self::default()
-    }
-
-    /// Sets `sub`.
-    pub fn subject(self, sub: impl Into<String>) -> Self {
-        self.claim("sub", sub.into())
-    }
-
-    /// Sets `exp` (unix seconds).
-    pub fn expires_at(self, unix_secs: u64) -> Self {
-        self.claim("exp", unix_secs)
-    }
-
-    /// Sets `exp` to now plus `ttl`.
-    pub fn expires_in(self, ttl: Duration) -> Self {
-        self.expires_at(now_secs().saturating_add(ttl.as_secs()))
-    }
-
-    /// Sets `iat` (unix seconds).
-    pub fn issued_at(self, unix_secs: u64) -> Self {
-        self.claim("iat", unix_secs)
-    }
-
-    /// Sets `nbf` (unix seconds).
-    pub fn not_before(self, unix_secs: u64) -> Self {
-        self.claim("nbf", unix_secs)
-    }
-
-    /// Sets `iss`.
-    pub fn issuer(self, iss: impl Into<String>) -> Self {
-        self.claim("iss", iss.into())
-    }
-
-    /// Sets `aud` to one string.
-    pub fn audience(self, aud: impl Into<String>) -> Self {
-        self.claim("aud", aud.into())
-    }
-
-    /// Sets `aud` to an array of strings.
-    pub fn audiences<S: Into<String>>(self, auds: impl IntoIterator<Item = S>) -> Self {
-        let auds: Vec<Value> = auds.into_iter().map(|a| Value::String(a.into())).collect();
-        self.claim("aud", auds)
-    }
-
-    /// Sets `permissions` to an array of strings.
-    pub fn permissions<S: Into<String>>(self, permissions: impl IntoIterator<Item = S>) -> Self {
-        let permissions: Vec<Value> = permissions
-            .into_iter()
-            .map(|p| Value::String(p.into()))
-            .collect();
-        self.claim("permissions", permissions)
-    }
-
-    /// Sets `scope` (space-separated).
-    pub fn scope(self, scope: impl Into<String>) -> Self {
-        self.claim("scope", scope.into())
-    }
-
-    /// Sets any claim.
-    pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.map.insert(name.into(), value.into());
-        self
-    }
-
-    /// Removes a claim (to build tokens without `sub`, `exp`, ...).
-    pub fn without(mut self, name: &str) -> Self {
-        self.map.remove(name);
-        self
-    }
-
-    /// The claims.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.map
-    }
-
-    /// Signs the claims: a compact JWT.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Signing`] if the key refuses (it cannot with the keys this module builds).
-    pub fn sign(&self, key: &SigningKey) -> Result<Token, ConfigError> {
-        key.sign(self)
-    }
-}
-
-impl From<Map<String, Value>> for Claims {
-    fn from(map: Map<String, Value>) -> Self {
-        Self { map }
-    }
-}
-
-/// A private key (or HMAC secret) and the algorithm to sign with. `Debug` shows no material.
-#[derive(Clone)]
-pub struct SigningKey {
-    alg: Algorithm,
-    kid: Option<String>,
-    key: EncodingKey,
-}
-
 impl SigningKey {
-    /// An HMAC secret for HS256, HS384 or HS512. Any length is accepted here (validators
-    /// require 32 bytes), so tests can mint tokens with weak secrets too.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::KeyAlgorithmMismatch`] for a non-HMAC algorithm.
-    pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        crate::key::install_crypto_provider();
-        if !alg.is_hmac() {
-            return Err(ConfigError::KeyAlgorithmMismatch { alg });
-        }
-        Ok(Self {
-            alg,
-            kid: None,
-            key: EncodingKey::from_secret(secret.as_ref()),
-        })
-    }
-
-    /// A PEM private key for a public-key algorithm: RSA (PKCS#1 or PKCS#8) for RS*/PS*, a
-    /// PKCS#8 EC key on the matching curve for ES256/ES384, a PKCS#8 Ed25519 key for EdDSA.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::KeyAlgorithmMismatch`] for an HMAC algorithm or a key of another type or
-    /// curve; [`ConfigError::InvalidPem`] for a PEM that is not a private key.
-    pub fn from_pem(alg: Algorithm, private_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        use Algorithm as A;
-        crate::key::install_crypto_provider();
-        let pem = private_pem.as_ref();
-        let key = match alg {
-            A::HS256 | A::HS384 | A::HS512 => {
-                return Err(ConfigError::KeyAlgorithmMismatch { alg });
-            }
-            A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512 => {
-                EncodingKey::from_rsa_pem(pem)
-            }
-            A::ES256 | A::ES384 => EncodingKey::from_ec_pem(pem),
-            A::EdDSA => EncodingKey::from_ed_pem(pem),
-        }
-        .map_err(|_| ConfigError::InvalidPem {
-            reason: "not a private key of the algorithm's type (PKCS#8, or PKCS#1 for RSA)",
-        })?;
-        if matches!(alg, A::ES256 | A::ES384 | A::EdDSA) {
-            // The curve is only checked when signing: probe once.
-            jsonwebtoken::crypto::sign(b"probe", &key, alg.to_jwt())
-                .map_err(|_| ConfigError::KeyAlgorithmMismatch { alg })?;
-        }
-        Ok(Self {
-            alg,
-            kid: None,
-            key,
-        })
-    }
-
     /// The committed **test-only** signing key for `alg` (verified by [`fixture_key`]).
     pub fn fixture(alg: Algorithm) -> Self {
         use Algorithm as A;
@@ -242,46 +69,6 @@ impl SigningKey {
         };
         // The fixtures are committed and covered by this crate's tests.
         key.expect("committed fixture keys are valid")
-    }
-
-    /// Puts `kid` in the header of the tokens this key signs.
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
-        self.kid = Some(kid.into());
-        self
-    }
-
-    /// The signing algorithm.
-    pub fn algorithm(&self) -> Algorithm {
-        self.alg
-    }
-
-    /// The `kid` put in headers, if any.
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
-    }
-
-    /// Signs claims: a compact JWT with header `{"typ": "JWT", "alg": ..., "kid": ...}`.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::Signing`] if the key refuses.
-    pub fn sign(&self, claims: &Claims) -> Result<Token, ConfigError> {
-        let mut header = Header::new(self.alg.to_jwt());
-        header.kid.clone_from(&self.kid);
-        jsonwebtoken::encode(&header, &claims.map, &self.key)
-            .map(Token::new)
-            .map_err(|e| ConfigError::Signing {
-                reason: e.to_string(),
-            })
-    }
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
     }
 }
 
@@ -324,44 +111,10 @@ pub fn fixture_validator() -> Validator {
         .expect("the fixture keys cover every algorithm")
 }
 
-/// The `Sec-WebSocket-Protocol` value a client offers for `token`: `jwt-auth, jwt.<token>`.
-pub fn offer_header(token: &Token) -> String {
-    let [marker, protocol] = offer_protocols(token);
-    format!("{marker}, {protocol}")
-}
-
-/// The same offer with the token base64url-encoded (no padding): `jwt-auth, jwt.<base64url>`.
-pub fn offer_header_base64url(token: &Token) -> String {
-    format!(
-        "{MARKER_PROTOCOL}, {JWT_PROTOCOL_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(token.expose_secret())
-    )
-}
-
-/// The protocols to pass to a client library that takes a list (the JavaScript
-/// `new WebSocket(url, protocols)` form): `["jwt-auth", "jwt.<token>"]`.
-pub fn offer_protocols(token: &Token) -> [String; 2] {
-    [
-        MARKER_PROTOCOL.to_owned(),
-        format!("{JWT_PROTOCOL_PREFIX}{}", token.expose_secret()),
-    ]
-}
-
-/// The `Authorization` header value: `Bearer <token>`.
-pub fn bearer_header(token: &Token) -> String {
-    format!("Bearer {}", token.expose_secret())
-}
-
 /// An unsecured JWS (`{"alg": "none"}`, empty signature) of `claims`: every validator must
 /// refuse it (`disallowed_algorithm`).
 pub fn unsecured_token(claims: &Claims) -> Token {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims.map.clone()).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims.as_map().clone()).to_string());
     Token::new(format!("{header}.{payload}."))
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

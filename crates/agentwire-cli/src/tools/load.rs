@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
-use agentwire_auth::testing::{Claims, SigningKey};
+use agentwire_auth::mint::{Claims, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -35,9 +35,10 @@ use super::client::{
     Credential, Target, UpgradeError, Ws, tcp_connect, tls_config, tls_wrap, upgrade,
 };
 use super::procfs::{self, Sample};
-use super::round;
+use super::{percentiles_ms, round};
 
-/// The request text of every run (the baseline's prebuilt frames match its sizes).
+/// The request text of every run (the prebuilt frames of `agentwire-baseline`, in benches/,
+/// match its sizes).
 pub(super) const DEFAULT_REQUEST_TEXT: &str = "What is the weather in Oslo today?";
 
 /// Arguments of `agentwire load`.
@@ -455,27 +456,6 @@ async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
         });
     }
     Ok(report)
-}
-
-/// p50, p90, p99, p99.9, max and mean of sorted microsecond samples, in milliseconds.
-fn percentiles_ms(sorted: &[u32]) -> Value {
-    if sorted.is_empty() {
-        return json!({ "samples": 0 });
-    }
-    let at = |q: f64| {
-        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        round(f64::from(sorted[rank - 1]) / 1000.0, 3)
-    };
-    let mean = sorted.iter().map(|&v| f64::from(v)).sum::<f64>() / sorted.len() as f64;
-    json!({
-        "samples": sorted.len(),
-        "p50": at(0.50),
-        "p90": at(0.90),
-        "p99": at(0.99),
-        "p99_9": at(0.999),
-        "max": at(1.0),
-        "mean": round(mean / 1000.0, 3),
-    })
 }
 
 fn human(report: &Value) -> String {

@@ -1,13 +1,14 @@
-//! `agentwire`: run the server (`serve`), mint a test token (`token`), check an endpoint
-//! (`probe`) or measure one (`load`, against the hidden bare `baseline` server).
+//! `agentwire`: run the server (`serve`), mint a token (`token`), check an endpoint (`probe`)
+//! or measure one (`load`; the bare server it is compared with is `agentwire-baseline`, in
+//! the benchmarks crate).
 //!
 //! Every `serve` flag also reads an `AGENTWIRE_*` environment variable; see
 //! `agentwire serve --help` and docs/operations.md.
 
 /// mimalloc instead of the system allocator: a run makes about 30 small allocations, and
 /// mimalloc's fast paths cost the server 7 % fewer instructions per run than glibc's malloc,
-/// with less memory per idle connection (docs/performance.md). The load tool and the bare
-/// baseline in this binary use it too, so comparisons stay like for like.
+/// with less memory per idle connection (docs/performance.md). The load tool in this binary
+/// and the bare `agentwire-baseline` use it too, so comparisons stay like for like.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -17,13 +18,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agentwire_auth::testing::{Claims, SigningKey, offer_header};
+use agentwire_auth::mint::{Claims, SigningKey, offer_header};
 use agentwire_auth::{Algorithm, Key, Validator};
 use agentwire_server::{Config, DemoAgent, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod cli;
 mod logging;
+mod tools;
 
 #[derive(Parser)]
 #[command(name = "agentwire", version, about = "The agentwire WebSocket server")]
@@ -39,15 +40,13 @@ enum Command {
     /// Mint an HS256 token (for tests and local clients).
     Token(TokenArgs),
     /// Check an endpoint step by step (TCP, TLS, upgrade, subprotocol, session, a run, ping,
-    /// idle survival) and name the step that fails, with its likely cause.
-    Probe(Box<cli::probe::ProbeArgs>),
+    /// idle survival) and name the step that fails, with its likely cause; with --monitor,
+    /// again and again, then availability, timings and failures.
+    Probe(Box<tools::probe::ProbeArgs>),
     /// Open many connections, run agents on them, and report handshakes/s, events/s, run
     /// latency percentiles, errors and close codes (and, given --server-pid, the server's CPU
     /// per 1,000 events and memory per connection).
-    Load(Box<cli::load::LoadArgs>),
-    /// A bare tokio-tungstenite server for `load` to compare agentwire with.
-    #[command(hide = true)]
-    Baseline(cli::baseline::BaselineArgs),
+    Load(Box<tools::load::LoadArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -138,9 +137,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).map(|()| ExitCode::SUCCESS),
         Command::Token(args) => token(&args).map(|()| ExitCode::SUCCESS),
-        Command::Probe(args) => cli::probe::run(*args),
-        Command::Load(args) => cli::load::run(*args),
-        Command::Baseline(args) => cli::baseline::run(&args),
+        Command::Probe(args) => tools::probe::run(*args),
+        Command::Load(args) => tools::load::run(*args),
     };
     match result {
         Ok(code) => code,

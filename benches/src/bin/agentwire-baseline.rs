@@ -1,5 +1,6 @@
-//! `agentwire baseline --listen ADDR` (hidden): the bare server `agentwire load` measures
-//! agentwire against.
+//! `agentwire-baseline --listen ADDR`: the bare server `agentwire load` measures agentwire
+//! against (scripts/perf-compare.py, scripts/perf-callgrind.sh, docs/performance.md). A load
+//! peer for benchmarks, not part of the product: it lives here, not in the `agentwire` binary.
 //!
 //! Plain tokio-tungstenite with 4 KiB read and write buffers: no authentication, no JSON, no
 //! routing. It answers `Sec-WebSocket-Protocol: jwt-auth` when the offer starts with it (so
@@ -11,6 +12,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use clap::Parser;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -19,9 +22,19 @@ use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// Arguments of `agentwire baseline`.
-#[derive(clap::Args)]
-pub(crate) struct BaselineArgs {
+/// mimalloc, as in the `agentwire` binary: both servers (and the load tool) run on the same
+/// allocator, so comparisons stay like for like (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Arguments of `agentwire-baseline`.
+#[derive(Parser)]
+#[command(
+    name = "agentwire-baseline",
+    version,
+    about = "A bare tokio-tungstenite server for `agentwire load` to compare agentwire with"
+)]
+struct BaselineArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
@@ -36,14 +49,14 @@ pub(crate) struct BaselineArgs {
 }
 
 /// The first frame agentwire sends, captured from a real server (see [`FRAMES`]).
-pub(super) const ESTABLISHED: &str = r#"{"type":"connection_established","event_id":"evt_17a887231f14_1a2a","timestamp":"2026-11-22T04:11:13.142Z","payload":{"connection_id":"conn_fead6e33_1a2b","user_id":"load-500","protocol_version":1,"heartbeat_interval_ms":25000,"max_message_bytes":65536,"server_time":"2026-11-22T04:11:13.142Z","stream":{"epoch":"ep_17a887231f14_0","seq":0}}}"#;
+const ESTABLISHED: &str = r#"{"type":"connection_established","event_id":"evt_17a887231f14_1a2a","timestamp":"2026-11-22T04:11:13.142Z","payload":{"connection_id":"conn_fead6e33_1a2b","user_id":"load-500","protocol_version":1,"heartbeat_interval_ms":25000,"max_message_bytes":65536,"server_time":"2026-11-22T04:11:13.142Z","stream":{"epoch":"ep_17a887231f14_0","seq":0}}}"#;
 
 /// The five frames of one demo run, captured once from `agentwire serve --demo-step-ms 0`
 /// answering `load`'s default request on connection `c500`. The counters in `event_id`,
 /// `run_id` and `seq` were set to the magnitudes they reach in a 1k-connection load run
 /// (5 hex digits, 3 digits), so the frames have the sizes the real server writes then:
 /// 244, 256, 292, 318, 259 bytes.
-pub(super) const FRAMES: [&str; 5] = [
+const FRAMES: [&str; 5] = [
     r#"{"type":"agent_started","event_id":"evt_17a887231f14_1a2b3","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":181,"reply_to":"c500-17","payload":{"agent_name":"demo","user_request":"What is the weather in Oslo today?"}}"#,
     r#"{"type":"agent_thinking","event_id":"evt_17a887231f14_1a2b4","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":182,"reply_to":"c500-17","payload":{"reasoning":"Looking up an answer to: What is the weather in Oslo today?","step":1}}"#,
     r#"{"type":"tool_executing","event_id":"evt_17a887231f14_1a2b5","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":183,"reply_to":"c500-17","payload":{"tool_name":"echo","tool_call_id":"call_run_fead6e33_1a2b3","parameters":{"text":"What is the weather in Oslo today?"}}}"#,
@@ -51,9 +64,35 @@ pub(super) const FRAMES: [&str; 5] = [
     r#"{"type":"agent_completed","event_id":"evt_17a887231f14_1a2b7","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":185,"reply_to":"c500-17","payload":{"result":{"response":"You said: What is the weather in Oslo today?"},"duration_ms":0}}"#,
 ];
 
+fn main() -> ExitCode {
+    let args = BaselineArgs::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("agentwire-baseline: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, for many thousand connections.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+}
+
 /// Serves the baseline until Ctrl-C or SIGTERM.
-pub(crate) fn run(args: &BaselineArgs) -> Result<ExitCode, String> {
-    super::raise_nofile_limit();
+fn run(args: &BaselineArgs) -> Result<(), String> {
+    raise_nofile_limit();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         builder.worker_threads(threads.max(1));
@@ -68,7 +107,7 @@ pub(crate) fn run(args: &BaselineArgs) -> Result<ExitCode, String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("agentwire baseline: listening on ws://{local}/ws (bare tokio-tungstenite)");
+        println!("agentwire-baseline: listening on ws://{local}/ws (bare tokio-tungstenite)");
         let stop = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -85,7 +124,7 @@ pub(crate) fn run(args: &BaselineArgs) -> Result<ExitCode, String> {
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                () = &mut stop => return Ok(ExitCode::SUCCESS),
+                () = &mut stop => return Ok(()),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         tokio::spawn(serve(stream, burn));

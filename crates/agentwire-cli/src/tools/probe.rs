@@ -1,5 +1,6 @@
 //! `agentwire probe URL --token T`: checks one endpoint step by step and names the step that
-//! fails, with its likely cause.
+//! fails, with its likely cause. With `--monitor`, probes again and again and sums up
+//! availability, timings and failures (see [`monitor`]).
 //!
 //! Steps, in order: `tcp_connect`, `tls` (wss only), `http_upgrade`, `subprotocol`,
 //! `connection_established`, `agent_run`, `ping`, `hold` (with `--hold-secs`), `close`. A step
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
-use agentwire_auth::testing::{Claims, SigningKey};
+use agentwire_auth::mint::{Claims, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -25,6 +26,8 @@ use super::client::{
     Credential, Target, UpgradeError, Ws, close_meaning, tcp_connect, tls_config, tls_wrap, upgrade,
 };
 use super::{ms, round};
+
+mod monitor;
 
 /// Arguments of `agentwire probe`.
 #[derive(clap::Args)]
@@ -58,9 +61,25 @@ pub(crate) struct ProbeArgs {
     /// The request text of the test run.
     #[arg(long, default_value = "agentwire probe: hello")]
     request_text: String,
-    /// Print the report as JSON.
+    /// Print the report as JSON (with --monitor: one JSON object per line).
     #[arg(long)]
     json: bool,
+    /// Probe again and again: one line per probe as it ends, then a summary (availability,
+    /// handshake and run time percentiles, failures by step and cause).
+    #[arg(long)]
+    monitor: bool,
+    /// With --monitor: seconds from the start of one probe to the start of the next.
+    #[arg(long, default_value_t = 10.0, requires = "monitor")]
+    interval_secs: f64,
+    /// With --monitor: how long to keep probing, in seconds.
+    #[arg(long, default_value_t = 600.0, requires = "monitor")]
+    duration_secs: f64,
+    /// With --monitor: stop after this many probes, even before --duration-secs is over.
+    #[arg(long, requires = "monitor")]
+    count: Option<u64>,
+    /// With --monitor: exit 1 when fewer probes than this passed, in percent.
+    #[arg(long, default_value_t = 100.0, requires = "monitor")]
+    min_availability: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -94,8 +113,46 @@ struct Report {
     steps: Vec<Step>,
 }
 
-/// Runs the probe and prints its report; exit 0 when every step passed (warnings allowed),
-/// 1 when one failed.
+/// What one probe found, with the times a monitor sums up.
+struct Outcome {
+    report: Report,
+    /// From the start of the TCP connect to `connection_established` (DNS, TCP, TLS, upgrade,
+    /// authentication): what a client waits before it can send.
+    handshake: Option<Duration>,
+    /// From sending `start_agent` to the run's terminal event, for a well-formed run.
+    run: Option<Duration>,
+}
+
+/// Probes `target` once, every step.
+async fn probe_once(args: &ProbeArgs, target: &Target, token: &str) -> Outcome {
+    let mut probe = Probe {
+        args,
+        target,
+        token,
+        steps: Vec::new(),
+        step_timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        handshake: None,
+        run_time: None,
+    };
+    probe.run().await;
+    let failed = probe.steps.iter().find(|s| s.status == Status::Fail);
+    let report = Report {
+        url: target.url.clone(),
+        ok: failed.is_none(),
+        failed_step: failed.map(|s| s.name),
+        cause: failed.map(|s| s.cause.clone().unwrap_or_else(|| s.detail.clone())),
+        steps: std::mem::take(&mut probe.steps),
+    };
+    Outcome {
+        report,
+        handshake: probe.handshake,
+        run: probe.run_time,
+    }
+}
+
+/// Runs the probe (or, with `--monitor`, the monitor) and prints its report; exit 0 when every
+/// step passed (warnings allowed), 1 when one failed (with `--monitor`: when availability is
+/// below `--min-availability`).
 pub(crate) fn run(args: ProbeArgs) -> Result<ExitCode, String> {
     let target = Target::parse(&args.url)?;
     let token = match (&args.token, &args.token_secret) {
@@ -116,22 +173,11 @@ pub(crate) fn run(args: ProbeArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let mut probe = Probe {
-        args: &args,
-        target: &target,
-        token: &token,
-        steps: Vec::new(),
-        step_timeout: Duration::from_secs(args.timeout_secs.max(1)),
-    };
-    runtime.block_on(probe.run());
-    let failed = probe.steps.iter().find(|s| s.status == Status::Fail);
-    let report = Report {
-        url: target.url.clone(),
-        ok: failed.is_none(),
-        failed_step: failed.map(|s| s.name),
-        cause: failed.map(|s| s.cause.clone().unwrap_or_else(|| s.detail.clone())),
-        steps: std::mem::take(&mut probe.steps),
-    };
+    if args.monitor {
+        let plan = monitor::Plan::from_args(&args)?;
+        return runtime.block_on(monitor::run(&args, &plan, &target, &token));
+    }
+    let report = runtime.block_on(probe_once(&args, &target, &token)).report;
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         println!("{text}");
@@ -182,6 +228,8 @@ struct Probe<'a> {
     token: &'a str,
     steps: Vec<Step>,
     step_timeout: Duration,
+    handshake: Option<Duration>,
+    run_time: Option<Duration>,
 }
 
 /// What the session learned from `connection_established`.
@@ -236,6 +284,7 @@ impl Probe<'_> {
     }
 
     async fn run(&mut self) {
+        let started = Instant::now();
         let Some(stream) = self.connect().await else {
             return;
         };
@@ -245,6 +294,7 @@ impl Probe<'_> {
         let Some(session) = self.established(&mut ws).await else {
             return;
         };
+        self.handshake = Some(started.elapsed());
         if !self.agent_run(&mut ws).await {
             self.skip_rest("agent_run", "the connection is gone");
             return;
@@ -786,10 +836,12 @@ impl Probe<'_> {
                 break;
             }
         }
-        let elapsed = Some(round(ms(started.elapsed()), 2));
+        let took = started.elapsed();
+        let elapsed = Some(round(ms(took), 2));
         let data = json!({ "events": types });
         match agentwire_events::validate_run_json(texts.iter().map(String::as_str)) {
             Ok(summary) => {
+                self.run_time = Some(took);
                 let detail = format!(
                     "{} events, {} -> {}, run {}",
                     summary.events,

@@ -37,7 +37,7 @@ pub(super) struct Target {
 
 impl Target {
     pub(super) fn parse(url: &str) -> Result<Target, String> {
-        let uri: axum::http::Uri = url
+        let uri: tokio_tungstenite::tungstenite::http::Uri = url
             .parse()
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         let tls = match uri.scheme_str() {

@@ -1,16 +1,16 @@
 //! Client-side tools of the `agentwire` binary: `probe` (is this endpoint healthy, and if not,
-//! why?), `load` (how fast is it, and at what memory cost?) and the hidden `baseline` (a bare
-//! tokio-tungstenite server that `load` measures agentwire against).
+//! why?) and `load` (how fast is it, and at what memory cost?).
 //!
 //! They only ever connect to the URL the user gives them.
 
-pub(crate) mod baseline;
 mod client;
 pub(crate) mod load;
 pub(crate) mod probe;
 mod procfs;
 
 use std::time::Duration;
+
+use serde_json::{Value, json};
 
 /// Milliseconds of a duration, as a float for reports.
 fn ms(duration: Duration) -> f64 {
@@ -21,6 +21,27 @@ fn ms(duration: Duration) -> f64 {
 fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
+}
+
+/// p50, p90, p99, p99.9, max and mean of sorted microsecond samples, in milliseconds.
+fn percentiles_ms(sorted: &[u32]) -> Value {
+    if sorted.is_empty() {
+        return json!({ "samples": 0 });
+    }
+    let at = |q: f64| {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        round(f64::from(sorted[rank - 1]) / 1000.0, 3)
+    };
+    let mean = sorted.iter().map(|&v| f64::from(v)).sum::<f64>() / sorted.len() as f64;
+    json!({
+        "samples": sorted.len(),
+        "p50": at(0.50),
+        "p90": at(0.90),
+        "p99": at(0.99),
+        "p99_9": at(0.999),
+        "max": at(1.0),
+        "mean": round(mean / 1000.0, 3),
+    })
 }
 
 /// Raises the soft open-file limit to the hard one; returns the soft limit now in force.
