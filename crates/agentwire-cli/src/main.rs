@@ -78,8 +78,8 @@ struct ServeArgs {
     /// Required `aud` claim.
     #[arg(long, env = "AGENTWIRE_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
-    /// Clock leeway for `exp` and `nbf`, in seconds.
-    #[arg(long, env = "AGENTWIRE_JWT_LEEWAY_SECS", default_value_t = 30)]
+    /// Clock leeway for `exp` and `nbf`, in seconds (the library's default).
+    #[arg(long, env = "AGENTWIRE_JWT_LEEWAY_SECS", default_value_t = agentwire_auth::DEFAULT_LEEWAY.as_secs())]
     jwt_leeway_secs: u64,
     /// Browser origin allowed to connect (repeatable); none set allows any.
     #[arg(long, env = "AGENTWIRE_ALLOWED_ORIGIN", value_delimiter = ',')]
@@ -105,6 +105,42 @@ struct ServeArgs {
     /// Seconds a shutdown waits for connections to close.
     #[arg(long, env = "AGENTWIRE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     shutdown_timeout_secs: u64,
+    /// Seconds a client may take to send its upgrade request head.
+    #[arg(long, env = "AGENTWIRE_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    handshake_timeout_secs: u64,
+    /// Seconds one socket write may block before the client is closed 4008 (slow consumer).
+    #[arg(long, env = "AGENTWIRE_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    write_timeout_secs: u64,
+    /// TCP connections in the HTTP phase (before the upgrade) at once; more are closed at accept.
+    #[arg(long, env = "AGENTWIRE_MAX_PENDING_HANDSHAKES", default_value_t = 4096)]
+    max_pending_handshakes: usize,
+    /// Of those, from one peer address (trusted proxies are exempt).
+    #[arg(
+        long,
+        env = "AGENTWIRE_MAX_PENDING_HANDSHAKES_PER_PEER",
+        default_value_t = 1024
+    )]
+    max_pending_handshakes_per_peer: usize,
+    /// A proxy or load balancer in front of the server (address or CIDR, repeatable): exempt
+    /// from the per-peer cap; its X-Forwarded-For names the client in logs.
+    #[arg(long, env = "AGENTWIRE_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// Socket send buffer per connection, in bytes (0: the kernel's auto-tuning).
+    #[arg(long, env = "AGENTWIRE_SEND_BUFFER_BYTES", default_value_t = agentwire_server::DEFAULT_SEND_BUFFER_BYTES)]
+    send_buffer_bytes: usize,
+    /// Listen backlog: connections the kernel queues before the server accepts them (capped
+    /// by net.core.somaxconn).
+    #[arg(long, env = "AGENTWIRE_LISTEN_BACKLOG", default_value_t = 4096)]
+    listen_backlog: u32,
+    /// Deepest nesting of arrays and objects in JSON handed on unparsed (payload.context).
+    #[arg(long, env = "AGENTWIRE_MAX_JSON_DEPTH", default_value_t = agentwire_server::DEFAULT_MAX_JSON_DEPTH)]
+    max_json_depth: usize,
+    /// Let clients open without credentials and authenticate with `auth_refresh` first.
+    #[arg(long, env = "AGENTWIRE_IN_BAND_AUTH")]
+    in_band_auth: bool,
+    /// Seconds such a client has to authenticate before it is closed 4408.
+    #[arg(long, env = "AGENTWIRE_AUTH_TIMEOUT_SECS", default_value_t = 10)]
+    auth_timeout_secs: u64,
     /// Log format (default: json when stderr is not a terminal, else pretty).
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -224,9 +260,20 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
         .max_connections_per_user(args.max_connections_per_user)
         .rate_limit_per_sec(args.rate_limit_per_sec)
         .allow_query_token(args.allow_query_token)
-        .shutdown_timeout(Duration::from_secs(args.shutdown_timeout_secs));
+        .shutdown_timeout(Duration::from_secs(args.shutdown_timeout_secs))
+        .handshake_timeout(Duration::from_secs(args.handshake_timeout_secs))
+        .write_timeout(Duration::from_secs(args.write_timeout_secs))
+        .max_pending_handshakes(args.max_pending_handshakes)
+        .max_pending_handshakes_per_peer(args.max_pending_handshakes_per_peer)
+        .send_buffer_bytes(args.send_buffer_bytes)
+        .max_json_depth(args.max_json_depth)
+        .in_band_auth(args.in_band_auth)
+        .auth_timeout(Duration::from_secs(args.auth_timeout_secs));
     for origin in &args.allowed_origin {
         builder = builder.allowed_origin(origin);
+    }
+    for proxy in &args.trusted_proxy {
+        builder = builder.trusted_proxy(proxy);
     }
     builder.build().map_err(|e| e.to_string())
 }
@@ -263,8 +310,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = listen(args.listen, args.listen_backlog)
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         if args.dev {
@@ -281,6 +327,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// A listening socket with `backlog` (tokio's `TcpListener::bind` fixes it at 1024).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Prints a ready token and how to connect with it (development mode only).

@@ -132,3 +132,61 @@ async fn dev_mode_serves_with_the_printed_token_and_sigterm_drains() {
     let status = status.expect("the process exits after SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+/// docs/operations.md's flags table: every flag, variable and default as `serve --help` has
+/// them, and every flag of `serve --help` in the table.
+#[test]
+fn the_operations_flags_table_matches_serve_help() {
+    let output = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout).replace('\n', " ");
+    let doc = include_str!("../../../docs/operations.md");
+    let start = doc
+        .find("## Flags and environment variables")
+        .expect("the flags section");
+    let section = &doc[start..];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 3)];
+    let mut documented = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (flag, variable, default) = (
+            cells[1].trim_matches('`'),
+            cells[2].trim_matches('`'),
+            cells[3],
+        );
+        documented.push(flag.to_owned());
+        let at = help
+            .find(&format!("{flag} "))
+            .unwrap_or_else(|| panic!("serve --help has no {flag}"));
+        let entry = &help[at..];
+        let entry = &entry[..entry[2..].find(" --").map_or(entry.len(), |end| end + 2)];
+        assert!(
+            entry.contains(&format!("[env: {variable}")),
+            "{flag}: docs say {variable}, help says {entry}"
+        );
+        if default.chars().all(|c| c.is_ascii_digit()) {
+            assert!(
+                entry.contains(&format!("[default: {default}]")),
+                "{flag}: docs say {default}, help says {entry}"
+            );
+        }
+    }
+    for word in help.split_whitespace() {
+        if let Some(flag) = word.strip_prefix("--")
+            && !flag.is_empty()
+            && flag.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            && flag != "help"
+        {
+            let flag = format!("--{flag}");
+            assert!(
+                documented.contains(&flag),
+                "{flag} is missing from docs/operations.md's flags table"
+            );
+        }
+    }
+}

@@ -201,6 +201,11 @@ impl Config {
         &self.service_name
     }
 
+    /// The deepest nesting of arrays and objects in JSON a request hands on unparsed.
+    pub fn max_json_depth(&self) -> usize {
+        self.session.max_json_depth
+    }
+
     /// The per-connection rules every session runs with.
     pub fn session(&self) -> &SessionConfig {
         &self.session
@@ -236,6 +241,14 @@ impl ConfigBuilder {
     /// frame is answered 4401 `missing_token`.
     pub fn in_band_auth(mut self, allow: bool) -> Self {
         self.config.in_band_auth = allow;
+        self
+    }
+
+    /// The deepest nesting of arrays and objects allowed in JSON a request hands on to the
+    /// handler unparsed (`payload.context`, other types' payloads; default 32); deeper is
+    /// answered `invalid_payload`.
+    pub fn max_json_depth(mut self, depth: usize) -> Self {
+        self.session().max_json_depth = depth;
         self
     }
 
@@ -438,6 +451,7 @@ impl ConfigBuilder {
         )?;
         check(!s.pong_timeout.is_zero(), "pong_timeout", "more than zero")?;
         check(!s.auth_timeout.is_zero(), "auth_timeout", "more than zero")?;
+        check(s.max_json_depth >= 1, "max_json_depth", "at least 1")?;
         check(
             (256..=16 * 1024 * 1024).contains(&s.max_message_bytes),
             "max_message_bytes",

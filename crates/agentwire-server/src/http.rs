@@ -60,6 +60,7 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             "outbound_queue_frames": c.outbound_queue_frames,
             "max_runs_per_connection": c.max_runs_per_connection(),
             "in_band_auth": c.in_band_auth(),
+            "max_json_depth": c.max_json_depth(),
             "auth_timeout_ms": u64::try_from(c.auth_timeout().as_millis()).unwrap_or(u64::MAX),
         },
     });

@@ -74,8 +74,8 @@ pub use server::{NoHandler, Server, ServerBuilder};
 pub use agentwire_auth::{self as auth, Key, Principal, Validator};
 pub use agentwire_events::{self as events, Event, OtherRequest, Payload, RunRequest};
 pub use agentwire_session::{
-    self as session, DEFAULT_AUTH_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_PONG_TIMEOUT, DEFAULT_RATE_LIMIT_PER_SEC, SessionConfig,
+    self as session, DEFAULT_AUTH_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PONG_TIMEOUT, DEFAULT_RATE_LIMIT_PER_SEC, SessionConfig,
 };
 pub use agentwire_state as state;
 pub use agentwire_types::{self as types, MessageType};
