@@ -86,20 +86,6 @@ pub use payload::{
 pub use schema::{inbound_schema, outbound_schema, schema_files};
 pub use stamp::{EncodedFrame, Stamp, StreamStamper, next_event_id};
 pub use timestamp::Timestamp;
-/// The crate's JSON output primitives, for code that writes JSON of its own next to frames
-/// (log lines, other records): byte for byte what serde_json writes.
-///
-/// ```
-/// let mut line = String::from("{\"message\":");
-/// agentwire_events::json::write_string(&mut line, "quote \" and\nnewline");
-/// line.push_str(",\"count\":");
-/// agentwire_events::json::write_u64(&mut line, 42);
-/// line.push('}');
-/// assert_eq!(line, r#"{"message":"quote \" and\nnewline","count":42}"#);
-/// ```
-pub mod json {
-    pub use crate::write::{number as write_u64, string as write_string};
-}
 pub use validate::{
     RunSummary, RunValidator, validate_run, validate_run_events, validate_run_json,
 };
