@@ -60,6 +60,7 @@
 
 mod error;
 mod event;
+mod id;
 mod inbound;
 mod payload;
 mod raw;
@@ -74,6 +75,7 @@ pub use error::{
     RunViolation, TimestampError,
 };
 pub use event::{Event, Frame, parse_outbound};
+pub use id::{IdGenerator, next_event_id};
 pub use inbound::{
     AuthRefresh, CancelAgent, Inbound, OtherRequest, RawJson, Request, RunRequest, Secret,
     parse_inbound,
@@ -84,7 +86,7 @@ pub use payload::{
     StreamPosition, ToolCompleted, ToolExecuting, ToolStatus,
 };
 pub use schema::{inbound_schema, outbound_schema, schema_files};
-pub use stamp::{EncodedFrame, Stamp, StreamStamper, next_event_id};
+pub use stamp::{EncodedFrame, Stamp, StreamStamper};
 pub use timestamp::Timestamp;
 pub use validate::{
     RunSummary, RunValidator, validate_run, validate_run_events, validate_run_json,

@@ -133,9 +133,9 @@ pub(crate) fn frame(frame: &Frame) -> String {
 pub(crate) enum EventId<'a> {
     /// An id from elsewhere (a [`Frame`] read from text): escaped like any string.
     Text(&'a str),
-    /// A fresh id of this process, by its counter value: written straight from the counter,
-    /// with nothing to scan or check (see [`crate::stamp`]).
-    Fresh(u64),
+    /// A fresh event id of [`IdGenerator::global`](crate::IdGenerator::global), written in
+    /// place, with nothing to scan or check.
+    Fresh,
 }
 
 /// Appends the JSON text of `event` stamped with `event_id`, `timestamp` and `seq`.
@@ -151,9 +151,9 @@ pub(crate) fn frame_into(
     out.push_str("\",\"event_id\":");
     match event_id {
         EventId::Text(id) => string(out, id),
-        EventId::Fresh(counter) => {
+        EventId::Fresh => {
             out.push('"');
-            crate::stamp::write_event_id(out, counter);
+            crate::IdGenerator::global().write_fresh(crate::id::EVENT, out);
             out.push('"');
         }
     }
