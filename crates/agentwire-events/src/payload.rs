@@ -272,8 +272,8 @@ pub struct HeartbeatAck {}
 /// `error`: a protocol-level error reply. The connection stays open unless a close follows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorReply {
-    /// The stable code, e.g. `invalid_payload` (protocol codes: `ErrorCode`; authentication
-    /// codes: agentwire-auth).
+    /// The stable code, e.g. `invalid_payload`: a protocol code (`ErrorCode`), an
+    /// authentication code (agentwire-auth), or a code a service's handler chose.
     pub code: Cow<'static, str>,
     /// A human-readable explanation.
     pub message: String,
@@ -295,7 +295,8 @@ pub struct ErrorReply {
 }
 
 impl ErrorReply {
-    /// An `error` payload with only `code` and `message`.
+    /// An `error` payload with only `code` and `message`. `code` is an [`ErrorCode`], or the
+    /// `&'static str` or `String` code of another list (authentication, a handler's own).
     pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
@@ -310,13 +311,11 @@ impl ErrorReply {
 
     /// A `rate_limited` error saying when to try again.
     pub fn rate_limited(retry_after_ms: u64) -> Self {
-        Self {
-            retry_after_ms: Some(retry_after_ms),
-            ..Self::new(
-                ErrorCode::RateLimited,
-                "too many messages; wait retry_after_ms before sending again",
-            )
-        }
+        Self::new(
+            ErrorCode::RateLimited,
+            "too many messages; wait retry_after_ms before sending again",
+        )
+        .with_retry_after_ms(retry_after_ms)
     }
 
     /// Sets `received_type`.
@@ -324,6 +323,34 @@ impl ErrorReply {
     pub fn with_received_type(mut self, received_type: impl Into<String>) -> Self {
         self.received_type = Some(received_type.into());
         self
+    }
+
+    /// Sets `field`, the path of the offending field (for `invalid_payload`).
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// Sets `line` and `column`, 1-based, of the error (for `invalid_json`).
+    #[must_use]
+    pub fn with_position(mut self, line: u64, column: u64) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
+    }
+
+    /// Sets `retry_after_ms` (for `rate_limited`; see [`rate_limited`](Self::rate_limited)).
+    #[must_use]
+    pub fn with_retry_after_ms(mut self, retry_after_ms: u64) -> Self {
+        self.retry_after_ms = Some(retry_after_ms);
+        self
+    }
+
+    /// The [`ErrorCode`] this reply carries, or `None` for a code of another list (an
+    /// authentication code, a handler's own code).
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.code)
     }
 }
 

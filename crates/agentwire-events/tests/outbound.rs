@@ -229,3 +229,51 @@ fn other_payload_refuses_typed_and_client_types() {
         r#""error""#
     );
 }
+
+#[test]
+fn error_codes_are_one_list() {
+    let mut seen = std::collections::HashSet::new();
+    for &code in ErrorCode::ALL {
+        assert!(seen.insert(code.as_str()), "{code} twice");
+        assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        assert_eq!(code.to_string(), code.as_str());
+        let event = Event::error(code, "m");
+        let Payload::Error(reply) = event.payload() else {
+            panic!("{code}: not an error payload")
+        };
+        assert_eq!(reply.code, code.as_str());
+        assert_eq!(reply.error_code(), Some(code));
+    }
+    assert_eq!(ErrorCode::parse("TOO_MANY_RUNS"), None);
+    assert_eq!(ErrorCode::parse(""), None);
+
+    // The codes of the other lists: an authentication code, a handler's own code.
+    for (event, code) in [
+        (Event::error("invalid_signature", "m"), "invalid_signature"),
+        (
+            Event::error(String::from("quota_exceeded"), "m"),
+            "quota_exceeded",
+        ),
+    ] {
+        let Payload::Error(reply) = event.payload() else {
+            panic!("{code}: not an error payload")
+        };
+        assert_eq!(reply.code, code);
+        assert_eq!(reply.error_code(), None);
+    }
+}
+
+#[test]
+fn error_reply_optional_fields() {
+    let reply = ErrorReply::new(ErrorCode::InvalidPayload, "payload.user_request: missing")
+        .with_received_type("start_agent")
+        .with_field("payload.user_request")
+        .with_position(1, 17)
+        .with_retry_after_ms(5);
+    let frame = Event::new(reply).stamp(stamp("e", None));
+    assert_eq!(
+        frame.to_json(),
+        r#"{"type":"error","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"code":"invalid_payload","message":"payload.user_request: missing","received_type":"start_agent","field":"payload.user_request","line":1,"column":17,"retry_after_ms":5}}"#
+    );
+    assert_eq!(parse_outbound(&frame.to_json()).unwrap(), frame);
+}
