@@ -12,6 +12,7 @@ use crate::timestamp::Timestamp;
 
 /// What a server adds to an [`Event`] when it sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stamp {
     /// The frame's unique id.
     pub event_id: String,
@@ -22,6 +23,24 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// A stamp with this id and time and no `seq` (see [`with_seq`](Self::with_seq)); for
+    /// fresh ids and the current time, see [`control`](Self::control) and
+    /// [`stream`](Self::stream).
+    pub fn new(event_id: impl Into<String>, timestamp: Timestamp) -> Stamp {
+        Stamp {
+            event_id: event_id.into(),
+            timestamp,
+            seq: None,
+        }
+    }
+
+    /// Sets the position on the user's stream.
+    #[must_use]
+    pub fn with_seq(mut self, seq: u64) -> Stamp {
+        self.seq = Some(seq);
+        self
+    }
+
     /// A stamp for a connection-scoped control frame: a fresh [`next_event_id`], the current
     /// time, no `seq`.
     pub fn control() -> Stamp {

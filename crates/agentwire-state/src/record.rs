@@ -37,6 +37,7 @@ pub const MAX_ORIGIN_BYTES: usize = 256;
 /// Bytes count application payloads (text of a frame), not WebSocket framing. The adders
 /// saturate instead of overflowing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Counters {
     /// Frames received from the client.
     pub frames_in: u64,
@@ -57,6 +58,22 @@ impl Counters {
             bytes_in: 0,
             bytes_out: 0,
         }
+    }
+
+    /// Sets the received totals: `frames` frames of `bytes` payload bytes in all.
+    #[must_use]
+    pub const fn with_in(mut self, frames: u64, bytes: u64) -> Self {
+        self.frames_in = frames;
+        self.bytes_in = bytes;
+        self
+    }
+
+    /// Sets the sent totals: `frames` frames of `bytes` payload bytes in all.
+    #[must_use]
+    pub const fn with_out(mut self, frames: u64, bytes: u64) -> Self {
+        self.frames_out = frames;
+        self.bytes_out = bytes;
+        self
     }
 
     /// Counts one received frame of `bytes` payload bytes.
