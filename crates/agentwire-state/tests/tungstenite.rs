@@ -80,8 +80,10 @@ fn a_close_without_a_frame_is_no_status_received() {
 fn tungstenite_errors_map_to_states_and_close_frames() {
     use tungstenite::Error;
 
+    /// The close frame's code and reason, or `None` for no frame.
+    type Answer = Option<(CloseCode, &'static str)>;
     let io = |kind| Error::Io(std::io::Error::from(kind));
-    let cases: Vec<(Error, ConnectionState, Option<(CloseCode, &str)>)> = vec![
+    let cases: Vec<(Error, ConnectionState, Answer)> = vec![
         (Error::ConnectionClosed, ConnectionState::Closed, None),
         (Error::AlreadyClosed, ConnectionState::Closed, None),
         (
