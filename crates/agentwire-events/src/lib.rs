@@ -20,6 +20,14 @@
 //!   broke which [`RunRule`].
 //! - **Schema**: [`schema_files`] is the JSON Schema of every frame, committed as
 //!   `docs/schema/*.json`.
+//! - **Ids**: [`IdGenerator`] makes every id of a process in one form,
+//!   `{kind}_{random}_{counter}`: event ids and stream epochs here, a server's connection and
+//!   run ids too.
+//!
+//! The payload structs and request bodies mirror wire messages that may gain fields, so they
+//! are `#[non_exhaustive]`: read their fields directly, build them with their constructors
+//! (`ConnectionEstablished::new`, `ToolCompleted::ok`, `ErrorReply::new(..).with_field(..)`,
+//! ...).
 //!
 //! The crate does no I/O and needs no async runtime.
 //!
