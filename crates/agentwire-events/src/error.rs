@@ -4,7 +4,8 @@ use core::fmt;
 
 use agentwire_types::MessageType;
 
-/// The stable `code` of an `error` frame: the one list of the codes agentwire sends.
+/// The stable `code` of an `error` frame: the one list of the codes agentwire sends (the
+/// reason of a 4xxx close is the same code).
 ///
 /// Every `error` frame a server sends carries one of these, except two kinds of codes that live
 /// elsewhere: the authentication codes (agentwire-auth's `AuthError::code`, e.g.
@@ -50,11 +51,11 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The connection's token expired (the connection is closed with 4401 right after).
     TokenExpired,
-    /// The client did not authenticate within the server's auth timeout (the connection is
-    /// closed with 4408 right after).
+    /// In-band authentication is on and the client did not authenticate within the auth
+    /// timeout (the connection is closed with 4408 right after).
     AuthTimeout,
-    /// The client did not answer the server's WebSocket ping within the pong timeout (the
-    /// connection is closed with 4408 right after).
+    /// Nothing arrived from the client within the pong timeout after a ping: the reason of the
+    /// 4408 close. No `error` frame carries it (the peer is not reading).
     HeartbeatTimeout,
 }
 
