@@ -91,15 +91,14 @@ fn doc_examples(root: &Path) -> Vec<(String, String)> {
 
 fn outbound_frames() -> Vec<(String, String)> {
     let mut stream = StreamStamper::new();
-    let established = ConnectionEstablished {
-        connection_id: "conn_1".to_owned(),
-        user_id: "user-42".to_owned(),
-        protocol_version: agentwire_events::PROTOCOL_VERSION,
-        heartbeat_interval_ms: 25_000,
-        max_message_bytes: 65_536,
-        server_time: Timestamp::now(),
-        stream: stream.position(),
-    };
+    let established = ConnectionEstablished::new(
+        "conn_1",
+        "user-42",
+        25_000,
+        65_536,
+        Timestamp::now(),
+        stream.position(),
+    );
     let events = [
         Event::connection_established(established),
         Event::agent_started("run_1", "demo", "weather in Oslo?")

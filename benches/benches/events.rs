@@ -33,11 +33,8 @@ fn tool_completed() -> Event {
 }
 
 fn stamp() -> Stamp {
-    Stamp {
-        event_id: "evt_3f9a2c1b7d4e_1a".to_owned(),
-        timestamp: Timestamp::from_unix_millis(1_735_787_045_678).expect("in range"),
-        seq: Some(17),
-    }
+    let timestamp = Timestamp::from_unix_millis(1_735_787_045_678).expect("in range");
+    Stamp::new("evt_3f9a2c1b7d4e_1a", timestamp).with_seq(17)
 }
 
 fn bench_inbound(c: &mut Criterion) {

@@ -39,12 +39,7 @@ fn close_record(conn: &Connection) -> ConnectionRecord<'_> {
         .with_close(CloseInfo::new(CloseCode::AuthFailed, "token_expired"))
         .with_remote_addr(conn.addr)
         .with_origin(conn.origin.as_str())
-        .with_counters(Counters {
-            frames_in: 42,
-            frames_out: 1337,
-            bytes_in: 12_600,
-            bytes_out: 401_100,
-        })
+        .with_counters(Counters::new().with_in(42, 12_600).with_out(1337, 401_100))
         .with_duration(Duration::from_millis(93_512))
         .with_connected(Duration::from_millis(93_488))
 }

@@ -49,19 +49,19 @@ struct BaselineArgs {
 }
 
 /// The first frame agentwire sends, captured from a real server (see [`FRAMES`]).
-const ESTABLISHED: &str = r#"{"type":"connection_established","event_id":"evt_17a887231f14_1a2a","timestamp":"2026-11-22T04:11:13.142Z","payload":{"connection_id":"conn_fead6e33_1a2b","user_id":"load-500","protocol_version":1,"heartbeat_interval_ms":25000,"max_message_bytes":65536,"server_time":"2026-11-22T04:11:13.142Z","stream":{"epoch":"ep_17a887231f14_0","seq":0}}}"#;
+const ESTABLISHED: &str = r#"{"type":"connection_established","event_id":"evt_17a887231f14_1a2a","timestamp":"2026-11-22T04:11:13.142Z","payload":{"connection_id":"conn_17a887231f14_1a2b","user_id":"load-500","protocol_version":1,"heartbeat_interval_ms":25000,"max_message_bytes":65536,"server_time":"2026-11-22T04:11:13.142Z","stream":{"epoch":"ep_17a887231f14_0","seq":0}}}"#;
 
 /// The five frames of one demo run, captured once from `agentwire serve --demo-step-ms 0`
 /// answering `load`'s default request on connection `c500`. The counters in `event_id`,
 /// `run_id` and `seq` were set to the magnitudes they reach in a 1k-connection load run
 /// (5 hex digits, 3 digits), so the frames have the sizes the real server writes then:
-/// 244, 256, 292, 318, 259 bytes.
+/// 248, 260, 300, 326, 263 bytes.
 const FRAMES: [&str; 5] = [
-    r#"{"type":"agent_started","event_id":"evt_17a887231f14_1a2b3","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":181,"reply_to":"c500-17","payload":{"agent_name":"demo","user_request":"What is the weather in Oslo today?"}}"#,
-    r#"{"type":"agent_thinking","event_id":"evt_17a887231f14_1a2b4","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":182,"reply_to":"c500-17","payload":{"reasoning":"Looking up an answer to: What is the weather in Oslo today?","step":1}}"#,
-    r#"{"type":"tool_executing","event_id":"evt_17a887231f14_1a2b5","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":183,"reply_to":"c500-17","payload":{"tool_name":"echo","tool_call_id":"call_run_fead6e33_1a2b3","parameters":{"text":"What is the weather in Oslo today?"}}}"#,
-    r#"{"type":"tool_completed","event_id":"evt_17a887231f14_1a2b6","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":184,"reply_to":"c500-17","payload":{"tool_name":"echo","tool_call_id":"call_run_fead6e33_1a2b3","result":{"text":"What is the weather in Oslo today?"},"duration_ms":0,"status":"ok"}}"#,
-    r#"{"type":"agent_completed","event_id":"evt_17a887231f14_1a2b7","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_fead6e33_1a2b3","seq":185,"reply_to":"c500-17","payload":{"result":{"response":"You said: What is the weather in Oslo today?"},"duration_ms":0}}"#,
+    r#"{"type":"agent_started","event_id":"evt_17a887231f14_1a2b3","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_17a887231f14_1a2b3","seq":181,"reply_to":"c500-17","payload":{"agent_name":"demo","user_request":"What is the weather in Oslo today?"}}"#,
+    r#"{"type":"agent_thinking","event_id":"evt_17a887231f14_1a2b4","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_17a887231f14_1a2b3","seq":182,"reply_to":"c500-17","payload":{"reasoning":"Looking up an answer to: What is the weather in Oslo today?","step":1}}"#,
+    r#"{"type":"tool_executing","event_id":"evt_17a887231f14_1a2b5","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_17a887231f14_1a2b3","seq":183,"reply_to":"c500-17","payload":{"tool_name":"echo","tool_call_id":"call_run_17a887231f14_1a2b3","parameters":{"text":"What is the weather in Oslo today?"}}}"#,
+    r#"{"type":"tool_completed","event_id":"evt_17a887231f14_1a2b6","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_17a887231f14_1a2b3","seq":184,"reply_to":"c500-17","payload":{"tool_name":"echo","tool_call_id":"call_run_17a887231f14_1a2b3","result":{"text":"What is the weather in Oslo today?"},"duration_ms":0,"status":"ok"}}"#,
+    r#"{"type":"agent_completed","event_id":"evt_17a887231f14_1a2b7","timestamp":"2026-11-22T04:11:13.152Z","run_id":"run_17a887231f14_1a2b3","seq":185,"reply_to":"c500-17","payload":{"result":{"response":"You said: What is the weather in Oslo today?"},"duration_ms":0}}"#,
 ];
 
 fn main() -> ExitCode {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use agentwire_events::json::{write_string, write_u64};
+use agentwire_types::json::{write_string, write_u64};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;

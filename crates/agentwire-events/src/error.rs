@@ -4,10 +4,27 @@ use core::fmt;
 
 use agentwire_types::MessageType;
 
-/// The stable `code` of an `error` frame, for the codes of the wire contract.
+/// The stable `code` of an `error` frame: the one list of the codes agentwire sends (the
+/// reason of a 4xxx close is the same code).
 ///
-/// An [`ErrorReply`](crate::ErrorReply) may carry other codes too (the authentication codes
-/// belong to agentwire-auth); these are the protocol-level ones.
+/// Every `error` frame a server sends carries one of these, except two kinds of codes that live
+/// elsewhere: the authentication codes (agentwire-auth's `AuthError::code`, e.g.
+/// `invalid_signature`), and the codes a service's own handler chooses when it refuses a
+/// message. [`ErrorReply::new`](crate::ErrorReply::new) and [`Event::error`](crate::Event::error)
+/// take any of the three: an `ErrorCode`, a `&'static str`, or a `String`.
+///
+/// ```
+/// use agentwire_events::{ErrorCode, Event, Payload};
+///
+/// let reply = Event::error(ErrorCode::TooManyRuns, "this connection already has 8 runs in flight");
+/// let Payload::Error(error) = reply.payload() else { unreachable!() };
+/// assert_eq!(error.code, "too_many_runs");
+/// assert_eq!(error.error_code(), Some(ErrorCode::TooManyRuns));
+/// assert_eq!(ErrorCode::parse("unknown_run"), Some(ErrorCode::UnknownRun));
+/// ```
+///
+/// The enum is `#[non_exhaustive]`: later versions may add codes, and clients should handle a
+/// code they do not know like a generic error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -21,8 +38,25 @@ pub enum ErrorCode {
     InvalidPayload,
     /// Over the rate limit; `retry_after_ms` says when to try again.
     RateLimited,
+    /// The connection already has as many runs in flight as the server allows; no run was
+    /// started.
+    TooManyRuns,
+    /// A `cancel_agent` named a run that is not in flight, or none is in flight.
+    UnknownRun,
+    /// The user already has as many open connections as the server allows (the connection
+    /// is closed with 4409 right after).
+    TooManyConnections,
+    /// The connection's outbound queue stayed full: the client does not read fast enough (the
+    /// connection is closed with 4008 right after).
+    SlowConsumer,
     /// The connection's token expired (the connection is closed with 4401 right after).
     TokenExpired,
+    /// In-band authentication is on and the client did not authenticate within the auth
+    /// timeout (the connection is closed with 4408 right after).
+    AuthTimeout,
+    /// Nothing arrived from the client within the pong timeout after a ping: the reason of the
+    /// 4408 close. No `error` frame carries it (the peer is not reading).
+    HeartbeatTimeout,
 }
 
 impl ErrorCode {
@@ -33,7 +67,13 @@ impl ErrorCode {
         ErrorCode::UnsupportedMessageType,
         ErrorCode::InvalidPayload,
         ErrorCode::RateLimited,
+        ErrorCode::TooManyRuns,
+        ErrorCode::UnknownRun,
+        ErrorCode::TooManyConnections,
+        ErrorCode::SlowConsumer,
         ErrorCode::TokenExpired,
+        ErrorCode::AuthTimeout,
+        ErrorCode::HeartbeatTimeout,
     ];
 
     /// The wire form, e.g. `"invalid_payload"`.
@@ -44,8 +84,19 @@ impl ErrorCode {
             ErrorCode::UnsupportedMessageType => "unsupported_message_type",
             ErrorCode::InvalidPayload => "invalid_payload",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyRuns => "too_many_runs",
+            ErrorCode::UnknownRun => "unknown_run",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::AuthTimeout => "auth_timeout",
+            ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
         }
+    }
+
+    /// The code whose wire form is `code` (exactly, no case folding), if it is one of these.
+    pub fn parse(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == code)
     }
 }
 

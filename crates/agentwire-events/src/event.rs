@@ -143,8 +143,10 @@ impl Event {
         Event::new(HeartbeatAck {})
     }
 
-    /// `error` with `code` and `message` (see [`ErrorReply`] for the optional fields, and
-    /// [`InboundError::to_event`](crate::InboundError::to_event)).
+    /// `error` with `code` and `message`: `code` is an [`ErrorCode`](crate::ErrorCode), or
+    /// the `&'static str` or `String` code of another list (an authentication code, a
+    /// handler's own). See [`ErrorReply`] for the optional fields, and
+    /// [`InboundError::to_event`](crate::InboundError::to_event).
     pub fn error(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Event {
         Event::new(ErrorReply::new(code, message))
     }

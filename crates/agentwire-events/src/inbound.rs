@@ -103,6 +103,7 @@ impl fmt::Debug for Secret<'_> {
 
 /// The body of `start_agent` and `user_message`: both start a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunRequest<'a> {
     /// The request text (non-empty). Read from `user_request`, `message`, `content` or `text`.
     pub text: Cow<'a, str>,
@@ -172,16 +173,55 @@ impl From<String> for RunRequest<'static> {
 
 /// The body of `auth_refresh`: a fresh token for the same user.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuthRefresh<'a> {
     /// The new compact JWT (redacted in `Debug`).
     pub token: Secret<'a>,
 }
 
+impl<'a> AuthRefresh<'a> {
+    /// An `auth_refresh` body carrying `token`.
+    pub fn new(token: impl Into<Cow<'a, str>>) -> AuthRefresh<'a> {
+        AuthRefresh {
+            token: Secret::new(token),
+        }
+    }
+
+    /// Detaches from the input buffer.
+    pub fn into_owned(self) -> AuthRefresh<'static> {
+        AuthRefresh {
+            token: self.token.into_owned(),
+        }
+    }
+}
+
 /// The body of `cancel_agent`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CancelAgent<'a> {
     /// The run to cancel; absent means the connection's current run.
     pub run_id: Option<Cow<'a, str>>,
+}
+
+impl<'a> CancelAgent<'a> {
+    /// A `cancel_agent` body without `run_id`: the connection's current run.
+    pub fn new() -> CancelAgent<'a> {
+        CancelAgent { run_id: None }
+    }
+
+    /// Sets the run to cancel.
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: impl Into<Cow<'a, str>>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Detaches from the input buffer.
+    pub fn into_owned(self) -> CancelAgent<'static> {
+        CancelAgent {
+            run_id: self.run_id.map(|s| Cow::Owned(s.into_owned())),
+        }
+    }
 }
 
 /// A request of a client-sendable type without a typed body here (`agent_request`,
@@ -298,12 +338,8 @@ impl<'a> Request<'a> {
             Request::Heartbeat => Request::Heartbeat,
             Request::StartAgent(r) => Request::StartAgent(r.into_owned()),
             Request::UserMessage(r) => Request::UserMessage(r.into_owned()),
-            Request::AuthRefresh(r) => Request::AuthRefresh(AuthRefresh {
-                token: r.token.into_owned(),
-            }),
-            Request::CancelAgent(r) => Request::CancelAgent(CancelAgent {
-                run_id: r.run_id.map(|s| Cow::Owned(s.into_owned())),
-            }),
+            Request::AuthRefresh(r) => Request::AuthRefresh(r.into_owned()),
+            Request::CancelAgent(r) => Request::CancelAgent(r.into_owned()),
             Request::Other(r) => Request::Other(r.into_owned()),
         }
     }
@@ -370,9 +406,7 @@ impl<'a> Inbound<'a> {
 
     /// `auth_refresh` with a new token.
     pub fn auth_refresh(token: impl Into<Cow<'a, str>>) -> Inbound<'a> {
-        Inbound::new(Request::AuthRefresh(AuthRefresh {
-            token: Secret::new(token),
-        }))
+        Inbound::new(Request::AuthRefresh(AuthRefresh::new(token)))
     }
 
     /// `cancel_agent` for a run, or the current one.

@@ -20,6 +20,14 @@
 //!   broke which [`RunRule`].
 //! - **Schema**: [`schema_files`] is the JSON Schema of every frame, committed as
 //!   `docs/schema/*.json`.
+//! - **Ids**: [`IdGenerator`] makes every id of a process in one form,
+//!   `{kind}_{random}_{counter}`: event ids and stream epochs here, a server's connection and
+//!   run ids too.
+//!
+//! The payload structs and request bodies mirror wire messages that may gain fields, so they
+//! are `#[non_exhaustive]`: read their fields directly, build them with their constructors
+//! (`ConnectionEstablished::new`, `ToolCompleted::ok`, `ErrorReply::new(..).with_field(..)`,
+//! ...).
 //!
 //! The crate does no I/O and needs no async runtime.
 //!
@@ -60,6 +68,7 @@
 
 mod error;
 mod event;
+mod id;
 mod inbound;
 mod payload;
 mod raw;
@@ -74,6 +83,7 @@ pub use error::{
     RunViolation, TimestampError,
 };
 pub use event::{Event, Frame, parse_outbound};
+pub use id::{IdGenerator, next_event_id};
 pub use inbound::{
     AuthRefresh, CancelAgent, Inbound, OtherRequest, RawJson, Request, RunRequest, Secret,
     parse_inbound,
@@ -84,22 +94,8 @@ pub use payload::{
     StreamPosition, ToolCompleted, ToolExecuting, ToolStatus,
 };
 pub use schema::{inbound_schema, outbound_schema, schema_files};
-pub use stamp::{EncodedFrame, Stamp, StreamStamper, next_event_id};
+pub use stamp::{EncodedFrame, Stamp, StreamStamper};
 pub use timestamp::Timestamp;
-/// The crate's JSON output primitives, for code that writes JSON of its own next to frames
-/// (log lines, other records): byte for byte what serde_json writes.
-///
-/// ```
-/// let mut line = String::from("{\"message\":");
-/// agentwire_events::json::write_string(&mut line, "quote \" and\nnewline");
-/// line.push_str(",\"count\":");
-/// agentwire_events::json::write_u64(&mut line, 42);
-/// line.push('}');
-/// assert_eq!(line, r#"{"message":"quote \" and\nnewline","count":42}"#);
-/// ```
-pub mod json {
-    pub use crate::write::{number as write_u64, string as write_string};
-}
 pub use validate::{
     RunSummary, RunValidator, validate_run, validate_run_events, validate_run_json,
 };

@@ -19,6 +19,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// `agent_started`: first event of every run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct AgentStarted {
     /// The agent that handles the run.
     pub agent_name: String,
@@ -38,6 +39,7 @@ impl AgentStarted {
 
 /// `agent_thinking`: the agent is reasoning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct AgentThinking {
     /// The reasoning text.
     pub reasoning: String,
@@ -65,6 +67,7 @@ impl AgentThinking {
 
 /// `tool_executing`: the agent called a tool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct ToolExecuting {
     /// The tool's name.
     pub tool_name: String,
@@ -112,6 +115,7 @@ pub enum ToolStatus {
 
 /// `tool_completed`: a tool call finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct ToolCompleted {
     /// The tool's name (same as in the matching `tool_executing`).
     pub tool_name: String,
@@ -158,6 +162,7 @@ impl ToolCompleted {
 
 /// `agent_response_chunk`: a piece of the agent's streamed answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct AgentResponseChunk {
     /// The text to append.
     pub delta: String,
@@ -177,6 +182,7 @@ impl AgentResponseChunk {
 
 /// `agent_completed`: the run finished successfully (terminal event).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct AgentCompleted {
     /// The run's result (any JSON).
     pub result: Value,
@@ -196,6 +202,7 @@ impl AgentCompleted {
 
 /// `agent_error`: the run failed (terminal event).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct AgentError {
     /// A stable machine code chosen by the agent, e.g. `tool_failed` or `cancelled`.
     pub code: Cow<'static, str>,
@@ -225,6 +232,7 @@ impl AgentError {
 /// `seq` values are only comparable within one epoch; a new epoch (for example after a server
 /// restart) starts again from 1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct StreamPosition {
     /// Identifies this incarnation of the stream.
     pub epoch: String,
@@ -232,8 +240,19 @@ pub struct StreamPosition {
     pub seq: u64,
 }
 
+impl StreamPosition {
+    /// The position `seq` in `epoch`.
+    pub fn new(epoch: impl Into<String>, seq: u64) -> Self {
+        Self {
+            epoch: epoch.into(),
+            seq,
+        }
+    }
+}
+
 /// `connection_established`: first frame after a successful handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct ConnectionEstablished {
     /// The server's id for this connection.
     pub connection_id: String,
@@ -251,8 +270,38 @@ pub struct ConnectionEstablished {
     pub stream: StreamPosition,
 }
 
+impl ConnectionEstablished {
+    /// A `connection_established` payload of protocol version [`PROTOCOL_VERSION`].
+    pub fn new(
+        connection_id: impl Into<String>,
+        user_id: impl Into<String>,
+        heartbeat_interval_ms: u64,
+        max_message_bytes: u64,
+        server_time: Timestamp,
+        stream: StreamPosition,
+    ) -> Self {
+        Self {
+            connection_id: connection_id.into(),
+            user_id: user_id.into(),
+            protocol_version: PROTOCOL_VERSION,
+            heartbeat_interval_ms,
+            max_message_bytes,
+            server_time,
+            stream,
+        }
+    }
+
+    /// Sets `protocol_version` (a server speaking another version than this crate's).
+    #[must_use]
+    pub fn with_protocol_version(mut self, protocol_version: u32) -> Self {
+        self.protocol_version = protocol_version;
+        self
+    }
+}
+
 /// `pong`: the answer to `ping`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Pong {
     /// The server's clock when the frame was sent.
     pub server_time: Timestamp,
@@ -267,13 +316,22 @@ impl Pong {
 
 /// `heartbeat_ack`: the answer to `heartbeat` (an empty object).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct HeartbeatAck {}
+
+impl HeartbeatAck {
+    /// A `heartbeat_ack` payload.
+    pub fn new() -> Self {
+        Self {}
+    }
+}
 
 /// `error`: a protocol-level error reply. The connection stays open unless a close follows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct ErrorReply {
-    /// The stable code, e.g. `invalid_payload` (protocol codes: `ErrorCode`; authentication
-    /// codes: agentwire-auth).
+    /// The stable code, e.g. `invalid_payload`: a protocol code (`ErrorCode`), an
+    /// authentication code (agentwire-auth), or a code a service's handler chose.
     pub code: Cow<'static, str>,
     /// A human-readable explanation.
     pub message: String,
@@ -295,7 +353,8 @@ pub struct ErrorReply {
 }
 
 impl ErrorReply {
-    /// An `error` payload with only `code` and `message`.
+    /// An `error` payload with only `code` and `message`. `code` is an [`ErrorCode`], or the
+    /// `&'static str` or `String` code of another list (authentication, a handler's own).
     pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
@@ -310,13 +369,11 @@ impl ErrorReply {
 
     /// A `rate_limited` error saying when to try again.
     pub fn rate_limited(retry_after_ms: u64) -> Self {
-        Self {
-            retry_after_ms: Some(retry_after_ms),
-            ..Self::new(
-                ErrorCode::RateLimited,
-                "too many messages; wait retry_after_ms before sending again",
-            )
-        }
+        Self::new(
+            ErrorCode::RateLimited,
+            "too many messages; wait retry_after_ms before sending again",
+        )
+        .with_retry_after_ms(retry_after_ms)
     }
 
     /// Sets `received_type`.
@@ -324,6 +381,34 @@ impl ErrorReply {
     pub fn with_received_type(mut self, received_type: impl Into<String>) -> Self {
         self.received_type = Some(received_type.into());
         self
+    }
+
+    /// Sets `field`, the path of the offending field (for `invalid_payload`).
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// Sets `line` and `column`, 1-based, of the error (for `invalid_json`).
+    #[must_use]
+    pub fn with_position(mut self, line: u64, column: u64) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
+    }
+
+    /// Sets `retry_after_ms` (for `rate_limited`; see [`rate_limited`](Self::rate_limited)).
+    #[must_use]
+    pub fn with_retry_after_ms(mut self, retry_after_ms: u64) -> Self {
+        self.retry_after_ms = Some(retry_after_ms);
+        self
+    }
+
+    /// The [`ErrorCode`] this reply carries, or `None` for a code of another list (an
+    /// authentication code, a handler's own code).
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.code)
     }
 }
 
@@ -335,6 +420,7 @@ impl From<ErrorCode> for Cow<'static, str> {
 
 /// `auth_refreshed`: the server accepted an `auth_refresh`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct AuthRefreshed {
     /// When the new token expires (its `exp`).
     pub expires_at: Timestamp,

@@ -504,7 +504,7 @@ mod fast {
             let start = self.at;
             let rest = self.text.as_bytes().get(start..)?;
             // The first quote, backslash or control character: only a quote may end it here.
-            let len = crate::write::find_escape(rest)?;
+            let len = agentwire_types::json::find_escape(rest)?;
             if rest[len] != b'"' {
                 return None;
             }

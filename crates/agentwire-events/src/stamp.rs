@@ -1,19 +1,18 @@
 //! Stamping events (event ids, timestamps, stream sequence numbers) and encoded frames.
 
 use core::fmt;
-use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use agentwire_types::MessageType;
 
 use crate::event::{Event, Frame};
+use crate::id::{self, IdGenerator, next_event_id};
 use crate::payload::StreamPosition;
 use crate::timestamp::Timestamp;
 
 /// What a server adds to an [`Event`] when it sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stamp {
     /// The frame's unique id.
     pub event_id: String,
@@ -24,6 +23,24 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// A stamp with this id and time and no `seq` (see [`with_seq`](Self::with_seq)); for
+    /// fresh ids and the current time, see [`control`](Self::control) and
+    /// [`stream`](Self::stream).
+    pub fn new(event_id: impl Into<String>, timestamp: Timestamp) -> Stamp {
+        Stamp {
+            event_id: event_id.into(),
+            timestamp,
+            seq: None,
+        }
+    }
+
+    /// Sets the position on the user's stream.
+    #[must_use]
+    pub fn with_seq(mut self, seq: u64) -> Stamp {
+        self.seq = Some(seq);
+        self
+    }
+
     /// A stamp for a connection-scoped control frame: a fresh [`next_event_id`], the current
     /// time, no `seq`.
     pub fn control() -> Stamp {
@@ -42,96 +59,6 @@ impl Stamp {
             seq: Some(seq),
         }
     }
-}
-
-/// 48 random bits per process, as 12 lower-case hex digits.
-static PROCESS_PREFIX: LazyLock<[u8; 12]> = LazyLock::new(|| {
-    // `RandomState` keys come from the operating system's random source; the time and process
-    // id are mixed in so that two processes never start from the same prefix by accident.
-    let mut hasher = RandomState::new().build_hasher();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    let mut out = [0u8; 12];
-    write_hex(&mut out, hasher.finish());
-    out
-});
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// How many hex digits `value` has (at least one).
-fn hex_digits(value: u64) -> usize {
-    ((64 - value.leading_zeros() as usize).div_ceil(4)).max(1)
-}
-
-/// Fills `out` with the low hex digits of `value`, most significant first.
-fn write_hex(out: &mut [u8], mut value: u64) {
-    for slot in out.iter_mut().rev() {
-        *slot = HEX[(value & 0xf) as usize];
-        value >>= 4;
-    }
-}
-
-/// A unique id in a stack buffer: the tag, the process prefix, `_` and a hex counter.
-struct IdBuf {
-    bytes: [u8; 40],
-    len: usize,
-}
-
-impl IdBuf {
-    /// `tag` is at most 8 ASCII bytes (the crate's own tags are 3 or 4).
-    fn fresh(tag: &str) -> IdBuf {
-        IdBuf::with_counter(tag, COUNTER.fetch_add(1, Ordering::Relaxed))
-    }
-
-    fn with_counter(tag: &str, n: u64) -> IdBuf {
-        let digits = hex_digits(n);
-        let tag = &tag.as_bytes()[..tag.len().min(8)];
-        let mut bytes = [0u8; 40];
-        let prefix_end = tag.len() + PROCESS_PREFIX.len();
-        bytes[..tag.len()].copy_from_slice(tag);
-        bytes[tag.len()..prefix_end].copy_from_slice(&PROCESS_PREFIX[..]);
-        bytes[prefix_end] = b'_';
-        let len = prefix_end + 1 + digits;
-        write_hex(&mut bytes[prefix_end + 1..len], n);
-        IdBuf { bytes, len }
-    }
-
-    fn as_str(&self) -> &str {
-        // ASCII tag, hex digits and `_` only.
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("evt_0")
-    }
-}
-
-/// `evt_`, the process prefix and `_`: the start of every event id.
-static EVENT_ID_START: LazyLock<String> = LazyLock::new(|| {
-    // The prefix is ASCII hex digits.
-    let prefix = core::str::from_utf8(&PROCESS_PREFIX[..]).unwrap_or("000000000000");
-    ["evt_", prefix, "_"].concat()
-});
-
-/// Appends the event id with counter value `n` (what [`next_event_id`] returns when the
-/// counter gives it `n`), without building it apart first.
-pub(crate) fn write_event_id(out: &mut String, n: u64) {
-    out.push_str(&EVENT_ID_START);
-    for i in (0..hex_digits(n)).rev() {
-        out.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
-    }
-}
-
-fn unique_id(tag: &str) -> String {
-    IdBuf::fresh(tag).as_str().to_owned()
-}
-
-/// A fresh event id, unique within the process and (with overwhelming probability) across
-/// processes: `evt_` + 12 hex digits random per process + `_` + a hex counter, e.g.
-/// `evt_3f9a2c1b7d4e_1a`. Costs one atomic increment and one small allocation.
-pub fn next_event_id() -> String {
-    unique_id("evt_")
 }
 
 /// Stamps the events of one user's stream: `seq` increases by one per stream event.
@@ -162,7 +89,7 @@ pub struct StreamStamper {
 impl StreamStamper {
     /// A new stream with a fresh epoch; its first event gets `seq` 1.
     pub fn new() -> StreamStamper {
-        StreamStamper::resume(unique_id("ep_"), 0)
+        StreamStamper::resume(IdGenerator::global().fresh_string(id::EPOCH), 0)
     }
 
     /// Continues a stream whose last event had `last_seq` in `epoch`.
@@ -241,9 +168,8 @@ impl StreamStamper {
     /// ```
     pub fn emit_into(&mut self, event: &Event, out: &mut String) -> Option<u64> {
         let seq = self.next_seq(event);
-        let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
         out.reserve(crate::write::size_hint(event) + 40);
-        let id = crate::write::EventId::Fresh(counter);
+        let id = crate::write::EventId::Fresh;
         crate::write::frame_into(out, event, id, Timestamp::now(), seq);
         seq
     }
@@ -350,33 +276,6 @@ impl fmt::Debug for EncodedFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_written_in_place_match_ids_built_apart() {
-        for n in [0, 1, 0xf, 0x10, 0x1a2b3, u64::from(u32::MAX), u64::MAX] {
-            let mut out = String::from("x");
-            write_event_id(&mut out, n);
-            assert_eq!(out[1..], *IdBuf::with_counter("evt_", n).as_str(), "{n}");
-        }
-    }
-
-    #[test]
-    fn ids_are_unique_and_well_formed() {
-        let a = next_event_id();
-        let b = next_event_id();
-        assert_ne!(a, b);
-        assert!(a.starts_with("evt_"));
-        assert_eq!(a.as_bytes()[16], b'_');
-        assert!(a[4..16].bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(a[..16], b[..16]);
-    }
-
-    #[test]
-    fn hex_counter_formatting() {
-        let mut buf = [0u8; 4];
-        write_hex(&mut buf, 0x1a2b);
-        assert_eq!(&buf, b"1a2b");
-    }
 
     #[test]
     fn control_frames_do_not_consume_seq() {

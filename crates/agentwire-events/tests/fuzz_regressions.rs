@@ -50,11 +50,8 @@ proptest! {
     fn every_finite_float_round_trips(bits in any::<u64>()) {
         let x = f64::from_bits(bits);
         prop_assume!(x.is_finite());
-        let frame = Event::agent_completed("run_1", x, 5).stamp(Stamp {
-            event_id: "e1".to_owned(),
-            timestamp: Timestamp::from_unix_millis(1_735_787_046_120).expect("timestamp"),
-            seq: Some(1),
-        });
+        let timestamp = Timestamp::from_unix_millis(1_735_787_046_120).expect("timestamp");
+        let frame = Event::agent_completed("run_1", x, 5).stamp(Stamp::new("e1", timestamp).with_seq(1));
         let back = parse_outbound(&frame.to_json()).expect("parses");
         prop_assert_eq!(&back, &frame);
     }

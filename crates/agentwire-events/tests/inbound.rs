@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 
 use agentwire_events::{
-    ErrorCode, Inbound, InboundErrorKind, Payload, Request, RunRequest, Timestamp, parse_inbound,
+    AuthRefresh, CancelAgent, ErrorCode, Inbound, InboundErrorKind, Payload, Request, RunRequest,
+    Timestamp, parse_inbound,
 };
 use agentwire_types::{ALIASES, AliasTarget, MessageType};
 
@@ -221,6 +222,29 @@ fn cancel_agent() {
     );
     let current = parse_inbound(r#"{"type":"cancel_agent"}"#).unwrap();
     assert!(matches!(current.request(), Request::CancelAgent(c) if c.run_id.is_none()));
+
+    // The bodies as a client builds them.
+    assert_eq!(current.request(), &Request::CancelAgent(CancelAgent::new()));
+    assert_eq!(CancelAgent::new(), CancelAgent::default());
+    let named = Request::CancelAgent(CancelAgent::new().with_run_id(String::from("r1")));
+    assert_eq!(inbound.request(), &named);
+    assert_eq!(named.into_owned(), inbound.into_owned().into_request());
+}
+
+#[test]
+fn auth_refresh_bodies_are_built_and_detached() {
+    let token = String::from("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl");
+    let owned: AuthRefresh<'static> = {
+        let refresh = AuthRefresh::new(token.as_str());
+        assert_eq!(refresh.token.expose(), token);
+        refresh.into_owned()
+    };
+    drop(token);
+    let frame = Inbound::new(Request::AuthRefresh(owned.clone()));
+    assert_eq!(
+        parse_inbound(&frame.to_json()).unwrap().request(),
+        &Request::AuthRefresh(owned)
+    );
 }
 
 #[test]

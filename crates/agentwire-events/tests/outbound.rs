@@ -1,9 +1,9 @@
 //! Outbound frames: the exact text, the one envelope, encoding once, reading frames back.
 
 use agentwire_events::{
-    AgentThinking, ConnectionEstablished, ErrorCode, ErrorReply, Event, Frame, OtherPayload,
-    PROTOCOL_VERSION, Payload, Stamp, StreamPosition, StreamStamper, Timestamp, ToolCompleted,
-    ToolExecuting, ToolStatus, parse_outbound,
+    AgentThinking, ConnectionEstablished, ErrorCode, ErrorReply, Event, Frame, HeartbeatAck,
+    OtherPayload, PROTOCOL_VERSION, Payload, Stamp, StreamPosition, StreamStamper, Timestamp,
+    ToolCompleted, ToolExecuting, ToolStatus, parse_outbound,
 };
 use agentwire_types::MessageType;
 use serde_json::{Value, json};
@@ -13,10 +13,10 @@ fn at(ms: i64) -> Timestamp {
 }
 
 fn stamp(id: &str, seq: Option<u64>) -> Stamp {
-    Stamp {
-        event_id: id.to_owned(),
-        timestamp: at(1_735_787_045_678),
-        seq,
+    let stamp = Stamp::new(id, at(1_735_787_045_678));
+    match seq {
+        Some(seq) => stamp.with_seq(seq),
+        None => stamp,
     }
 }
 
@@ -55,18 +55,14 @@ fn control_frames_exact_text() {
             r#"{"type":"auth_refreshed","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"expires_at":"1970-01-01T00:00:01.000Z"}}"#,
         ),
         (
-            Event::connection_established(ConnectionEstablished {
-                connection_id: "c1".into(),
-                user_id: "u1".into(),
-                protocol_version: PROTOCOL_VERSION,
-                heartbeat_interval_ms: 25_000,
-                max_message_bytes: 65_536,
-                server_time: at(0),
-                stream: StreamPosition {
-                    epoch: "ep1".into(),
-                    seq: 0,
-                },
-            }),
+            Event::connection_established(ConnectionEstablished::new(
+                "c1",
+                "u1",
+                25_000,
+                65_536,
+                at(0),
+                StreamPosition::new("ep1", 0),
+            )),
             r#"{"type":"connection_established","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"connection_id":"c1","user_id":"u1","protocol_version":1,"heartbeat_interval_ms":25000,"max_message_bytes":65536,"server_time":"1970-01-01T00:00:00.000Z","stream":{"epoch":"ep1","seq":0}}}"#,
         ),
     ];
@@ -75,6 +71,35 @@ fn control_frames_exact_text() {
         assert_eq!(frame.to_json(), expected);
         assert_eq!(parse_outbound(expected).unwrap(), frame);
     }
+}
+
+#[test]
+fn payloads_and_stamps_are_built_with_constructors() {
+    let position = StreamPosition::new("ep1", 3);
+    assert_eq!((position.epoch.as_str(), position.seq), ("ep1", 3));
+    let established = ConnectionEstablished::new("c1", "u1", 25_000, 65_536, at(0), position);
+    assert_eq!(established.protocol_version, PROTOCOL_VERSION);
+    assert_eq!(established.connection_id, "c1");
+    assert_eq!(established.user_id, "u1");
+    assert_eq!(
+        (
+            established.heartbeat_interval_ms,
+            established.max_message_bytes
+        ),
+        (25_000, 65_536)
+    );
+    assert_eq!(established.server_time, at(0));
+    assert_eq!(established.stream, StreamPosition::new("ep1", 3));
+    let next = established.clone().with_protocol_version(2);
+    assert_eq!(next.protocol_version, 2);
+    assert_ne!(next, established);
+
+    assert_eq!(HeartbeatAck::new(), HeartbeatAck::default());
+
+    let stamp = Stamp::new("e", at(5));
+    assert_eq!(stamp.event_id, "e");
+    assert_eq!((stamp.timestamp, stamp.seq), (at(5), None));
+    assert_eq!(stamp.with_seq(9).seq, Some(9));
 }
 
 #[test]
@@ -228,4 +253,52 @@ fn other_payload_refuses_typed_and_client_types() {
         serde_json::to_string(&ToolStatus::Error).unwrap(),
         r#""error""#
     );
+}
+
+#[test]
+fn error_codes_are_one_list() {
+    let mut seen = std::collections::HashSet::new();
+    for &code in ErrorCode::ALL {
+        assert!(seen.insert(code.as_str()), "{code} twice");
+        assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        assert_eq!(code.to_string(), code.as_str());
+        let event = Event::error(code, "m");
+        let Payload::Error(reply) = event.payload() else {
+            panic!("{code}: not an error payload")
+        };
+        assert_eq!(reply.code, code.as_str());
+        assert_eq!(reply.error_code(), Some(code));
+    }
+    assert_eq!(ErrorCode::parse("TOO_MANY_RUNS"), None);
+    assert_eq!(ErrorCode::parse(""), None);
+
+    // The codes of the other lists: an authentication code, a handler's own code.
+    for (event, code) in [
+        (Event::error("invalid_signature", "m"), "invalid_signature"),
+        (
+            Event::error(String::from("quota_exceeded"), "m"),
+            "quota_exceeded",
+        ),
+    ] {
+        let Payload::Error(reply) = event.payload() else {
+            panic!("{code}: not an error payload")
+        };
+        assert_eq!(reply.code, code);
+        assert_eq!(reply.error_code(), None);
+    }
+}
+
+#[test]
+fn error_reply_optional_fields() {
+    let reply = ErrorReply::new(ErrorCode::InvalidPayload, "payload.user_request: missing")
+        .with_received_type("start_agent")
+        .with_field("payload.user_request")
+        .with_position(1, 17)
+        .with_retry_after_ms(5);
+    let frame = Event::new(reply).stamp(stamp("e", None));
+    assert_eq!(
+        frame.to_json(),
+        r#"{"type":"error","event_id":"e","timestamp":"2025-01-02T03:04:05.678Z","payload":{"code":"invalid_payload","message":"payload.user_request: missing","received_type":"start_agent","field":"payload.user_request","line":1,"column":17,"retry_after_ms":5}}"#
+    );
+    assert_eq!(parse_outbound(&frame.to_json()).unwrap(), frame);
 }

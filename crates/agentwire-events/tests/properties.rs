@@ -62,8 +62,11 @@ fn payload() -> impl Strategy<Value = Payload> {
         .collect();
     prop_oneof![
         (text(), text()).prop_map(|(a, b)| AgentStarted::new(a, b).into()),
-        (text(), any::<Option<u32>>())
-            .prop_map(|(r, step)| AgentThinking { reasoning: r, step }.into()),
+        (text(), any::<Option<u32>>()).prop_map(|(r, step)| {
+            let mut thinking = AgentThinking::new(r);
+            thinking.step = step;
+            thinking.into()
+        }),
         (text(), text(), json_object())
             .prop_map(|(n, id, p)| ToolExecuting::new(n, id).with_parameters(p).into()),
         (text(), text(), json_value(), any::<u64>(), any::<bool>()).prop_map(
@@ -85,18 +88,11 @@ fn payload() -> impl Strategy<Value = Payload> {
             text(),
             any::<u64>()
         )
-            .prop_map(|(c, u, hb, max, t, epoch, seq)| ConnectionEstablished {
-                connection_id: c,
-                user_id: u,
-                protocol_version: 1,
-                heartbeat_interval_ms: hb,
-                max_message_bytes: max,
-                server_time: t,
-                stream: StreamPosition { epoch, seq },
-            }
-            .into()),
+            .prop_map(|(c, u, hb, max, t, epoch, seq)| {
+                ConnectionEstablished::new(c, u, hb, max, t, StreamPosition::new(epoch, seq)).into()
+            }),
         timestamp().prop_map(|t| Pong::new(t).into()),
-        Just(HeartbeatAck {}.into()),
+        Just(HeartbeatAck::new().into()),
         (
             text(),
             text(),
@@ -106,16 +102,13 @@ fn payload() -> impl Strategy<Value = Payload> {
         )
             .prop_map(
                 |(code, message, received_type, field, (line, column, retry))| {
-                    ErrorReply {
-                        code: code.into(),
-                        message,
-                        received_type,
-                        field,
-                        line,
-                        column,
-                        retry_after_ms: retry,
-                    }
-                    .into()
+                    let mut reply = ErrorReply::new(code, message);
+                    reply.received_type = received_type;
+                    reply.field = field;
+                    reply.line = line;
+                    reply.column = column;
+                    reply.retry_after_ms = retry;
+                    reply.into()
                 }
             ),
         timestamp().prop_map(|t| AuthRefreshed::new(t).into()),
@@ -146,11 +139,9 @@ fn frame() -> impl Strategy<Value = Frame> {
                 if let Some(r) = reply_to {
                     event = event.with_reply_to(r);
                 }
-                event.stamp(Stamp {
-                    event_id,
-                    timestamp,
-                    seq,
-                })
+                let mut stamp = Stamp::new(event_id, timestamp);
+                stamp.seq = seq;
+                event.stamp(stamp)
             },
         )
 }
@@ -283,11 +274,7 @@ fn valid_run() -> impl Strategy<Value = Vec<Frame>> {
                 .enumerate()
                 .map(|(i, event)| {
                     seq += gaps[i % gaps.len()];
-                    event.stamp(Stamp {
-                        event_id: format!("evt_{i}"),
-                        timestamp: Timestamp::UNIX_EPOCH,
-                        seq: Some(seq),
-                    })
+                    event.stamp(Stamp::new(format!("evt_{i}"), Timestamp::UNIX_EPOCH).with_seq(seq))
                 })
                 .collect()
         })
@@ -354,9 +341,10 @@ fn mutate(mut run: Vec<Frame>, mutation: &Mutation) -> Option<(Vec<Frame>, RunRu
         Mutation::AppendAfterTerminal => {
             let last = run[n - 1].clone();
             let seq = last.seq().map(|s| s + 1);
-            let (_, stamp) = last.into_parts();
+            let (_, mut stamp) = last.into_parts();
+            stamp.seq = seq;
             let run_id = run[0].run_id().map(str::to_owned).unwrap_or_default();
-            run.push(Event::agent_thinking(run_id, "late").stamp(Stamp { seq, ..stamp }));
+            run.push(Event::agent_thinking(run_id, "late").stamp(stamp));
             RunRule::EventAfterTerminal
         }
         Mutation::ChangeRunId(i) => {
@@ -397,11 +385,8 @@ fn mutate(mut run: Vec<Frame>, mutation: &Mutation) -> Option<(Vec<Frame>, RunRu
         }
         Mutation::InsertControlFrame(i) => {
             let i = 1 + i % (n - 1);
-            let pong = Event::pong(Timestamp::UNIX_EPOCH).stamp(Stamp {
-                event_id: "pong".into(),
-                timestamp: Timestamp::UNIX_EPOCH,
-                seq: None,
-            });
+            let pong =
+                Event::pong(Timestamp::UNIX_EPOCH).stamp(Stamp::new("pong", Timestamp::UNIX_EPOCH));
             run.insert(i, pong);
             RunRule::NotARunEvent
         }

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use agentwire_events::{parse_inbound, parse_outbound};
+use agentwire_events::{ErrorCode, parse_inbound, parse_outbound};
 use serde_json::Value;
 
 struct Example {
@@ -112,6 +112,35 @@ fn error_examples_quote_the_parser() {
             messages.iter().any(|m| m == err.message()),
             "no error example quotes {:?}",
             err.message()
+        );
+    }
+}
+
+/// The error-code table lists every `ErrorCode`, and nothing that looks like one is missing
+/// from the enum.
+#[test]
+fn the_error_code_table_is_the_error_code_list() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/protocol.md");
+    let text = std::fs::read_to_string(&path).expect("docs/protocol.md exists");
+    let section = text
+        .split("\n## Error codes\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("an Error codes section");
+    let documented: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .collect();
+    for code in ErrorCode::ALL {
+        assert!(
+            documented.contains(&code.as_str()),
+            "{code} is missing from the error-code table of docs/protocol.md"
+        );
+    }
+    for code in &documented {
+        assert!(
+            ErrorCode::parse(code).is_some(),
+            "the table lists {code}, which is not an ErrorCode"
         );
     }
 }

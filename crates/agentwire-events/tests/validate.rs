@@ -12,11 +12,7 @@ fn frames(events: Vec<Event>) -> Vec<Frame> {
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            e.stamp(Stamp {
-                event_id: format!("e{i}"),
-                timestamp: Timestamp::UNIX_EPOCH,
-                seq: Some(10 + 2 * i as u64),
-            })
+            e.stamp(Stamp::new(format!("e{i}"), Timestamp::UNIX_EPOCH).with_seq(10 + 2 * i as u64))
         })
         .collect()
 }

@@ -1,7 +1,6 @@
 //! The [`Server`]: shared state, the router, serving and shutdown.
 
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,32 +44,19 @@ pub(crate) struct Shared {
     /// Woken whenever a connection ends, so shutdown can wait for the last one.
     pub(crate) connection_ended: Notify,
     next_id: AtomicU64,
-    id_prefix: u32,
 }
 
 impl Shared {
-    /// A process-unique number (what [`next_id`](Self::next_id) counts with).
+    /// A process-unique number (the hub tells a user's connections apart by it).
     pub(crate) fn next_serial(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A process-unique id: `conn` or `run` (at most 8 bytes), a per-process random part,
-    /// then a counter, as `{kind}_{prefix:08x}_{n:x}`. Written in place, so the id costs one
-    /// allocation (once per run).
+    /// A process-unique id of `kind` (`conn`, `run`) from the process's id generator, the one
+    /// event ids come from: `{kind}_{random}_{counter}` (see
+    /// [`IdGenerator`](agentwire_events::IdGenerator)). Costs one allocation (once per run).
     pub(crate) fn next_id(&self, kind: &str) -> Arc<str> {
-        let n = self.next_serial();
-        let kind = &kind.as_bytes()[..kind.len().min(8)];
-        let mut buf = [0u8; 8 + 1 + 8 + 1 + 16];
-        buf[..kind.len()].copy_from_slice(kind);
-        let mut len = kind.len();
-        buf[len] = b'_';
-        len += 1;
-        len += write_hex(&mut buf[len..], u64::from(self.id_prefix), 8);
-        buf[len] = b'_';
-        len += 1;
-        len += write_hex(&mut buf[len..], n, 1);
-        // ASCII throughout (a kind is one of the server's own tags).
-        Arc::from(core::str::from_utf8(&buf[..len]).unwrap_or("id"))
+        agentwire_events::IdGenerator::global().next(kind)
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -193,7 +179,6 @@ impl<H: Handler> ServerBuilder<H> {
             None => Arc::new(local),
         };
         let (shutdown, _) = watch::channel(false);
-        let id_prefix = RandomState::new().hash_one(Instant::now()) as u32;
         Server {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -208,7 +193,6 @@ impl<H: Handler> ServerBuilder<H> {
                 shutdown,
                 connection_ended: Notify::new(),
                 next_id: AtomicU64::new(1),
-                id_prefix,
             }),
         }
     }
@@ -430,21 +414,6 @@ fn accept_error_is_transient(error: &std::io::Error) -> bool {
     )
 }
 
-/// Writes `value` in lowercase hex, zero-padded to at least `min_digits` (at most 16), at
-/// the start of `out`; returns how many digits it wrote (all of them if `out` has room).
-fn write_hex(out: &mut [u8], value: u64, min_digits: usize) -> usize {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - value.leading_zeros() as usize)
-        .div_ceil(4)
-        .max(min_digits)
-        .min(16)
-        .min(out.len());
-    for (i, slot) in out[..digits].iter_mut().rev().enumerate() {
-        *slot = HEX[((value >> (i * 4)) & 0xf) as usize];
-    }
-    digits
-}
-
 /// Completes once `flag` is `true` (at once if it already is); never, if its sender is gone.
 pub(crate) async fn flipped(flag: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, before anything else awaits.
@@ -479,22 +448,6 @@ mod tests {
         for fatal in [9, 22, 88, 95] {
             let error = Error::from_raw_os_error(fatal);
             assert!(!super::accept_error_is_transient(&error), "{error}");
-        }
-    }
-
-    #[test]
-    fn write_hex_matches_format() {
-        for (value, width) in [
-            (0u64, 1),
-            (0, 8),
-            (0x1a, 1),
-            (0xdead_beef, 8),
-            (7, 8),
-            (u64::MAX, 1),
-        ] {
-            let mut out = [0u8; 16];
-            let len = super::write_hex(&mut out, value, width);
-            assert_eq!(&out[..len], format!("{value:0width$x}").as_bytes());
         }
     }
 }

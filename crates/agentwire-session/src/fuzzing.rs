@@ -101,10 +101,7 @@ pub fn session(data: &[u8]) {
     };
     if let Some(event) = session.established(
         "conn_1",
-        StreamPosition {
-            epoch: "ep_fuzz".to_owned(),
-            seq: 0,
-        },
+        StreamPosition::new("ep_fuzz", 0),
         Timestamp::now(),
     ) {
         check_frame(event);
@@ -133,10 +130,7 @@ pub fn session(data: &[u8]) {
                         let established = session
                             .established(
                                 "conn_1",
-                                StreamPosition {
-                                    epoch: "ep_fuzz".to_owned(),
-                                    seq: 0,
-                                },
+                                StreamPosition::new("ep_fuzz", 0),
                                 Timestamp::now(),
                             )
                             .expect("authenticated");

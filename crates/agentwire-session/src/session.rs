@@ -293,15 +293,14 @@ impl Session {
         server_time: Timestamp,
     ) -> Option<Event> {
         let principal = self.principal()?;
-        Some(Event::connection_established(ConnectionEstablished {
-            connection_id: connection_id.to_owned(),
-            user_id: principal.user_id().to_owned(),
-            protocol_version: 1,
-            heartbeat_interval_ms: millis(self.config.heartbeat_interval),
-            max_message_bytes: self.config.max_message_bytes as u64,
+        Some(Event::connection_established(ConnectionEstablished::new(
+            connection_id,
+            principal.user_id(),
+            millis(self.config.heartbeat_interval),
+            self.config.max_message_bytes as u64,
             server_time,
             stream,
-        }))
+        )))
     }
 
     /// A WebSocket ping or pong from the peer: it is alive, and the frame counts toward the

@@ -383,10 +383,7 @@ fn in_band_authentication_within_the_auth_timeout() {
         c.auth_timeout = Duration::from_secs(5);
     }));
     let mut host = Model::new();
-    let position = StreamPosition {
-        epoch: "ep_1".to_owned(),
-        seq: 0,
-    };
+    let position = StreamPosition::new("ep_1", 0);
 
     // Silent: closed 4408 auth_timeout at the deadline, with an error frame.
     let mut silent = Session::awaiting_auth(Arc::clone(&config), start);

@@ -11,7 +11,7 @@
 //!   reads the old system's spellings too (`connected`, `DISCONNECTED`, Starlette's integers
 //!   0..=3, ...: the table is on [`ConnectionState`]).
 //! - [`CloseCode`]: the registered WebSocket close codes 1000-1015 and agentwire's own 4008
-//!   `slow_consumer`, 4401 `auth_failed`, 4409 `too_many_connections` and 4429
+//!   `slow_consumer`, 4401 `auth_failed`, 4408 `timeout`, 4409 `too_many_connections` and 4429
 //!   `rate_limited`, each with a stable name, a description and a log severity. Unknown codes
 //!   are kept ([`CloseCode::Other`]). [`CloseInfo`] pairs a code with a reason cut to the 123
 //!   bytes a close frame allows ([`MAX_REASON_BYTES`]).
@@ -71,7 +71,8 @@
 //! # Features
 //!
 //! - `tungstenite` (off by default): conversions from and to tungstenite 0.29's `CloseCode` and
-//!   `CloseFrame`, the state after a tungstenite error and the close code to answer it with.
+//!   `CloseFrame`, the state after a tungstenite error, and the close frame to answer a read
+//!   error with (`CloseInfo::for_tungstenite_error`).
 //!   Without it the crate does not depend on any WebSocket stack.
 
 mod close;

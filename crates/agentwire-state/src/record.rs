@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use agentwire_types::json;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -36,6 +37,7 @@ pub const MAX_ORIGIN_BYTES: usize = 256;
 /// Bytes count application payloads (text of a frame), not WebSocket framing. The adders
 /// saturate instead of overflowing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Counters {
     /// Frames received from the client.
     pub frames_in: u64,
@@ -56,6 +58,22 @@ impl Counters {
             bytes_in: 0,
             bytes_out: 0,
         }
+    }
+
+    /// Sets the received totals: `frames` frames of `bytes` payload bytes in all.
+    #[must_use]
+    pub const fn with_in(mut self, frames: u64, bytes: u64) -> Self {
+        self.frames_in = frames;
+        self.bytes_in = bytes;
+        self
+    }
+
+    /// Sets the sent totals: `frames` frames of `bytes` payload bytes in all.
+    #[must_use]
+    pub const fn with_out(mut self, frames: u64, bytes: u64) -> Self {
+        self.frames_out = frames;
+        self.bytes_out = bytes;
+        self
     }
 
     /// Counts one received frame of `bytes` payload bytes.
@@ -317,12 +335,12 @@ impl<'a> ConnectionRecord<'a> {
         out.extend_from_slice(self.state.as_str().as_bytes());
         if let Some(close) = &self.close {
             out.extend_from_slice(b": ");
-            text::push_u64(out, close.code().as_u16().into());
+            json::write_u64(out, close.code().as_u16().into());
             out.push(b' ');
             out.extend_from_slice(close.code().name().as_bytes());
             if !close.reason().is_empty() {
                 out.extend_from_slice(b": ");
-                text::push_escaped(out, close.reason());
+                json::write_escaped(out, close.reason());
             }
         }
         out.extend_from_slice(
@@ -333,10 +351,10 @@ impl<'a> ConnectionRecord<'a> {
             )
             .as_bytes(),
         );
-        text::push_escaped(out, &self.connection_id);
+        json::write_escaped(out, &self.connection_id);
         if let Some(user) = &self.user_id {
             out.extend_from_slice(b"\",\"user_id\":\"");
-            text::push_escaped(out, user);
+            json::write_escaped(out, user);
         }
         out.extend_from_slice(b"\",\"state\":\"");
         out.extend_from_slice(self.state.as_str().as_bytes());
@@ -347,12 +365,12 @@ impl<'a> ConnectionRecord<'a> {
         out.push(b'"');
         if let Some(close) = &self.close {
             out.extend_from_slice(b",\"close_code\":");
-            text::push_u64(out, close.code().as_u16().into());
+            json::write_u64(out, close.code().as_u16().into());
             out.extend_from_slice(b",\"close_name\":\"");
             out.extend_from_slice(close.code().name().as_bytes());
             if !close.reason().is_empty() {
                 out.extend_from_slice(b"\",\"close_reason\":\"");
-                text::push_escaped(out, close.reason());
+                json::write_escaped(out, close.reason());
             }
             out.push(b'"');
         }
@@ -363,22 +381,22 @@ impl<'a> ConnectionRecord<'a> {
         }
         if let Some(origin) = &self.origin {
             out.extend_from_slice(b",\"origin\":\"");
-            text::push_escaped(out, origin);
+            json::write_escaped(out, origin);
             out.push(b'"');
         }
         out.extend_from_slice(b",\"frames_in\":");
-        text::push_u64(out, self.counters.frames_in);
+        json::write_u64(out, self.counters.frames_in);
         out.extend_from_slice(b",\"frames_out\":");
-        text::push_u64(out, self.counters.frames_out);
+        json::write_u64(out, self.counters.frames_out);
         out.extend_from_slice(b",\"bytes_in\":");
-        text::push_u64(out, self.counters.bytes_in);
+        json::write_u64(out, self.counters.bytes_in);
         out.extend_from_slice(b",\"bytes_out\":");
-        text::push_u64(out, self.counters.bytes_out);
+        json::write_u64(out, self.counters.bytes_out);
         out.extend_from_slice(b",\"duration_ms\":");
-        text::push_u64(out, self.duration_ms);
+        json::write_u64(out, self.duration_ms);
         if let Some(ms) = self.connected_ms {
             out.extend_from_slice(b",\"connected_ms\":");
-            text::push_u64(out, ms);
+            json::write_u64(out, ms);
         }
         out.push(b'}');
     }

@@ -78,28 +78,51 @@ impl ConnectionState {
     }
 }
 
-impl CloseCode {
-    /// The close code to send after tungstenite returned `err` while reading, or `None` when no
-    /// close frame can or should be sent (the connection is closed or broken, or the error is
-    /// local):
+impl CloseInfo {
+    /// How a connection ends after tungstenite returned `err` from a read: the close frame to
+    /// send, or `None` when nothing can be sent.
     ///
-    /// | error | code |
+    /// | error | answer |
     /// |---|---|
-    /// | `Capacity(MessageTooLong)` | 1009 `message_too_big` |
-    /// | `Utf8` | 1007 `invalid_payload_data` |
-    /// | `Protocol(_)` other than a reset or a local misuse | 1002 `protocol_error` |
-    /// | anything else | `None` |
-    pub fn for_tungstenite_error(err: &Error) -> Option<CloseCode> {
-        match err {
-            Error::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseCode::MessageTooBig),
-            Error::Utf8(_) => Some(CloseCode::InvalidPayloadData),
-            Error::Protocol(
-                ProtocolError::ResetWithoutClosingHandshake
-                | ProtocolError::SendAfterClosing
-                | ProtocolError::HandshakeIncomplete,
-            ) => None,
-            Error::Protocol(_) => Some(CloseCode::ProtocolError),
-            _ => None,
-        }
+    /// | `Capacity(MessageTooLong)` | 1009 `message_too_big`, reason `message too big` |
+    /// | `Capacity(_)` (too many headers) | 1009 `message_too_big`, reason `frame too big` |
+    /// | `Utf8` | 1007 `invalid_payload_data`, reason `text frame is not valid UTF-8` |
+    /// | `Protocol(ResetWithoutClosingHandshake)` | `None`: the peer vanished |
+    /// | `Protocol(_)`, any other | 1002 `protocol_error`, reason `WebSocket protocol error` |
+    /// | `ConnectionClosed`, `AlreadyClosed`, `Io`, anything else | `None` |
+    ///
+    /// `None` means the peer is gone or the connection is already closed: send nothing, and
+    /// record the end as 1006 `abnormal_closure`
+    /// (`CloseInfo::code_only(CloseCode::AbnormalClosure)`; the state is
+    /// [`ConnectionState::after_tungstenite_error`]). No answer is ever 1011: a read error is
+    /// the peer's doing, not a bug in the server.
+    ///
+    /// ```
+    /// use agentwire_state::{CloseCode, CloseInfo};
+    /// use tungstenite::error::{CapacityError, Error};
+    ///
+    /// let too_long = Error::Capacity(CapacityError::MessageTooLong { size: 70_000, max_size: 65_536 });
+    /// let info = CloseInfo::for_tungstenite_error(&too_long).unwrap();
+    /// assert_eq!(info.code(), CloseCode::MessageTooBig);
+    /// assert_eq!(info.reason(), "message too big");
+    ///
+    /// assert_eq!(CloseInfo::for_tungstenite_error(&Error::ConnectionClosed), None);
+    /// ```
+    pub fn for_tungstenite_error(err: &Error) -> Option<CloseInfo> {
+        let (code, reason) = match err {
+            Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+                (CloseCode::MessageTooBig, "message too big")
+            }
+            Error::Capacity(_) => (CloseCode::MessageTooBig, "frame too big"),
+            Error::Utf8(_) => (
+                CloseCode::InvalidPayloadData,
+                "text frame is not valid UTF-8",
+            ),
+            // The peer vanished without a close frame: nothing to answer.
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
+            Error::Protocol(_) => (CloseCode::ProtocolError, "WebSocket protocol error"),
+            _ => return None,
+        };
+        Some(CloseInfo::new(code, reason))
     }
 }

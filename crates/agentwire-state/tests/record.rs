@@ -20,12 +20,7 @@ fn closed_record() -> ConnectionRecord<'static> {
         .with_close(CloseInfo::new(CloseCode::AuthFailed, "token_expired"))
         .with_remote_addr("203.0.113.9:50412".parse().unwrap())
         .with_origin("https://app.example.com")
-        .with_counters(Counters {
-            frames_in: 3,
-            frames_out: 5,
-            bytes_in: 310,
-            bytes_out: 1204,
-        })
+        .with_counters(Counters::new().with_in(3, 310).with_out(5, 1204))
         .with_duration(Duration::from_millis(1520))
         .with_connected(Duration::from_millis(1490))
 }
@@ -115,6 +110,17 @@ fn counters_saturate() {
     c.record_out(usize::MAX);
     assert_eq!((c.frames_in, c.bytes_in, c.frames_out), (1, 10, 3));
     assert_eq!(c.bytes_out, u64::MAX);
+}
+
+#[test]
+fn counters_set_at_once_equal_counters_counted() {
+    let mut counted = Counters::new();
+    for bytes in [4, 6] {
+        counted.record_in(bytes);
+    }
+    counted.record_out(7);
+    assert_eq!(counted, Counters::new().with_in(2, 10).with_out(1, 7));
+    assert_eq!(Counters::new(), Counters::default());
 }
 
 #[test]
@@ -330,12 +336,11 @@ fn any_record() -> impl Strategy<Value = ConnectionRecord<'static>> {
     (strings, rest).prop_map(
         |((id, user, origin, close), (state, prev, addr, counters, duration, connected))| {
             let mut r = ConnectionRecord::new(id, state)
-                .with_counters(Counters {
-                    frames_in: counters[0],
-                    frames_out: counters[1],
-                    bytes_in: counters[2],
-                    bytes_out: counters[3],
-                })
+                .with_counters(
+                    Counters::new()
+                        .with_in(counters[0], counters[2])
+                        .with_out(counters[1], counters[3]),
+                )
                 .with_duration(Duration::from_millis(duration));
             if let Some(user) = user {
                 r = r.with_user_id(user);

@@ -74,15 +74,25 @@ fn a_close_without_a_frame_is_no_status_received() {
     );
 }
 
+/// The server's answer to each read error: the close frame it sends (code and reason), or
+/// nothing when the peer is gone.
 #[test]
-fn tungstenite_errors_map_to_states_and_close_codes() {
+fn tungstenite_errors_map_to_states_and_close_frames() {
     use tungstenite::Error;
 
-    let cases: Vec<(Error, ConnectionState, Option<CloseCode>)> = vec![
+    /// The close frame's code and reason, or `None` for no frame.
+    type Answer = Option<(CloseCode, &'static str)>;
+    let io = |kind| Error::Io(std::io::Error::from(kind));
+    let cases: Vec<(Error, ConnectionState, Answer)> = vec![
         (Error::ConnectionClosed, ConnectionState::Closed, None),
         (Error::AlreadyClosed, ConnectionState::Closed, None),
         (
-            Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            io(std::io::ErrorKind::ConnectionReset),
+            ConnectionState::Failed,
+            None,
+        ),
+        (
+            io(std::io::ErrorKind::UnexpectedEof),
             ConnectionState::Failed,
             None,
         ),
@@ -92,33 +102,61 @@ fn tungstenite_errors_map_to_states_and_close_codes() {
                 max_size: 65_536,
             }),
             ConnectionState::Failed,
-            Some(CloseCode::MessageTooBig),
+            Some((CloseCode::MessageTooBig, "message too big")),
+        ),
+        (
+            Error::Capacity(CapacityError::TooManyHeaders),
+            ConnectionState::Failed,
+            Some((CloseCode::MessageTooBig, "frame too big")),
         ),
         (
             Error::Utf8("bad".into()),
             ConnectionState::Failed,
-            Some(CloseCode::InvalidPayloadData),
+            Some((
+                CloseCode::InvalidPayloadData,
+                "text frame is not valid UTF-8",
+            )),
         ),
         (
             Error::Protocol(ProtocolError::UnmaskedFrameFromClient),
             ConnectionState::Failed,
-            Some(CloseCode::ProtocolError),
+            Some((CloseCode::ProtocolError, "WebSocket protocol error")),
+        ),
+        (
+            Error::Protocol(ProtocolError::InvalidOpcode(3)),
+            ConnectionState::Failed,
+            Some((CloseCode::ProtocolError, "WebSocket protocol error")),
+        ),
+        (
+            Error::Protocol(ProtocolError::SendAfterClosing),
+            ConnectionState::Failed,
+            Some((CloseCode::ProtocolError, "WebSocket protocol error")),
         ),
         (
             Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
             ConnectionState::Failed,
             None,
         ),
+        (Error::AttackAttempt, ConnectionState::Failed, None),
     ];
-    for (err, state, code) in cases {
+    for (err, state, answer) in cases {
         assert_eq!(
             ConnectionState::after_tungstenite_error(&err),
             state,
             "{err}"
         );
-        assert_eq!(CloseCode::for_tungstenite_error(&err), code, "{err}");
-        if let Some(code) = code {
-            assert!(code.is_sendable() && !code.is_server_bug());
+        let info = CloseInfo::for_tungstenite_error(&err);
+        assert_eq!(
+            info.as_ref().map(|i| (i.code(), i.reason())),
+            answer,
+            "{err}"
+        );
+        if let Some(info) = info {
+            assert!(info.code().is_sendable() && !info.code().is_server_bug());
+            // What the server puts in the close frame it sends.
+            let frame = CloseFrame::from(info.clone());
+            assert_eq!(u16::from(frame.code), info.code().as_u16());
+            assert_eq!(frame.reason.as_str(), info.reason());
         }
     }
 }

@@ -33,9 +33,14 @@
 //! ```
 //!
 //! The full table, with the reason for every alias and rejection, is `docs/message-types.md`.
+//!
+//! The [`json`] module is agentwire's one JSON string and number writer, shared by the frame
+//! writer of agentwire-events and the log records of agentwire-state, and public for code that
+//! writes JSON next to them.
 
 mod alias;
 mod error;
+pub mod json;
 mod message_type;
 mod normalize;
 
