@@ -505,7 +505,7 @@ impl Connection {
         let request = request.request.into_owned();
         tokio::spawn(async move {
             if let Err(error) = handler.on_message(context.clone(), request).await {
-                context.reply(Event::error(error.code().to_owned(), error.to_string()));
+                context.reply(Event::error(error.code.clone(), error.to_string()));
             }
         });
     }
@@ -690,54 +690,28 @@ async fn supervise(
     run.failed(&outcome);
 }
 
-/// Maps a read error to how the connection ends: protocol violations get their close code,
-/// never 1011.
+/// Maps a read error to how the connection ends (agentwire-state's rule): protocol violations
+/// get their close code, never 1011; a peer that vanished gets nothing.
 fn read_error(error: axum::Error) -> End {
-    use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
     let inner = error.into_inner();
-    match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-            End::Close(CloseInfo::new(CloseCode::MessageTooBig, "message too big"))
-        }
-        Some(WsError::Capacity(_)) => {
-            End::Close(CloseInfo::new(CloseCode::MessageTooBig, "frame too big"))
-        }
-        Some(WsError::Utf8(_)) => End::Close(CloseInfo::new(
-            CloseCode::InvalidPayloadData,
-            "text frame is not valid UTF-8",
-        )),
-        // The peer vanished without a close frame: nothing to answer.
-        Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
-            End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure))
-        }
-        Some(WsError::Protocol(_)) => End::Close(CloseInfo::new(
-            CloseCode::ProtocolError,
-            "WebSocket protocol error",
-        )),
-        _ => End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure)),
+    match inner
+        .downcast_ref::<tungstenite::Error>()
+        .and_then(CloseInfo::for_tungstenite_error)
+    {
+        Some(info) => End::Close(info),
+        None => End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure)),
     }
 }
 
-/// The error codes the server sends, as static strings for the metrics labels.
+/// An error code the server sends, as a static string for the metrics labels.
 fn intern_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "invalid_json",
-        "unknown_message_type",
-        "unsupported_message_type",
-        "invalid_payload",
-        "rate_limited",
-        "too_many_runs",
-        "too_many_connections",
-        "unknown_run",
-        "slow_consumer",
-        "token_expired",
-        "auth_timeout",
-        "missing_token",
-    ];
-    KNOWN
-        .iter()
-        .chain(agentwire_auth::AuthError::CODES)
-        .find(|known| **known == code)
-        .copied()
+    agentwire_events::ErrorCode::parse(code)
+        .map(agentwire_events::ErrorCode::as_str)
+        .or_else(|| {
+            agentwire_auth::AuthError::CODES
+                .iter()
+                .find(|known| **known == code)
+                .copied()
+        })
         .unwrap_or("other")
 }

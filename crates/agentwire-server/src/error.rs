@@ -1,5 +1,7 @@
 //! The errors of this crate.
 
+use std::borrow::Cow;
+
 /// A configuration value out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -27,16 +29,17 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct HandlerError {
-    pub(crate) code: &'static str,
+    pub(crate) code: Cow<'static, str>,
     pub(crate) message: String,
     pub(crate) recoverable: bool,
 }
 
 impl HandlerError {
-    /// An error with a stable machine `code` and a human `message`.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a stable machine `code` (a constant, or one chosen at run time, e.g.
+    /// relayed from an agent service) and a human `message`.
+    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         HandlerError {
-            code,
+            code: code.into(),
             message: message.into(),
             recoverable: false,
         }
@@ -50,8 +53,8 @@ impl HandlerError {
     }
 
     /// The stable machine code.
-    pub fn code(&self) -> &'static str {
-        self.code
+    pub fn code(&self) -> &str {
+        &self.code
     }
 
     /// Whether the client may retry.

@@ -245,7 +245,7 @@ impl Run {
     }
 
     /// Emits `agent_completed` with `result` and the time since the request arrived.
-    pub fn completed(&self, result: serde_json::Value) -> Delivered {
+    pub fn completed(&self, result: impl Into<serde_json::Value>) -> Delivered {
         let duration_ms = u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.emit(agentwire_events::AgentCompleted::new(result, duration_ms))
     }
@@ -253,7 +253,7 @@ impl Run {
     /// Emits `agent_error` (terminal).
     pub fn failed(&self, error: &HandlerError) -> Delivered {
         self.emit(agentwire_events::AgentError::new(
-            error.code(),
+            error.code.clone(),
             error.to_string(),
             error.is_recoverable(),
         ))

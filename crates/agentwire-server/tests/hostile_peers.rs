@@ -35,6 +35,9 @@ async fn a_slow_consumer_of_small_frames_is_closed_by_the_write_timeout() {
         .expect("config");
     let server = start(config).await;
     let mut reader = raw_connect(server.addr, &token("slow")).await;
+    // On the user's stream once connection_established is out.
+    let established = raw_next_json(&mut reader).await;
+    assert_eq!(established["type"], "connection_established");
     // Emit small events until the connection is gone from the user's stream.
     let emitter = server.server.emitter();
     let mut emitted = 0u64;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use agentwire_auth::{AuthError, Principal, Token, Validator};
 use agentwire_events::{
-    AuthRefreshed, ConnectionEstablished, ErrorReply, Event, OtherRequest, RawJson, Request,
-    RunRequest, StreamPosition, Timestamp, parse_inbound,
+    AuthRefreshed, ConnectionEstablished, ErrorCode, ErrorReply, Event, OtherRequest, RawJson,
+    Request, RunRequest, StreamPosition, Timestamp, parse_inbound,
 };
 use agentwire_state::{CloseCode, CloseInfo};
 use agentwire_types::MessageType;
@@ -126,7 +126,7 @@ impl Close {
     pub fn too_many_connections(limit: usize) -> Close {
         Close::with_error(
             CloseCode::TooManyConnections,
-            "too_many_connections",
+            ErrorCode::TooManyConnections.as_str(),
             format!("this user already has {limit} open connections"),
         )
     }
@@ -135,7 +135,7 @@ impl Close {
     pub fn slow_consumer() -> Close {
         Close::with_error(
             CloseCode::SlowConsumer,
-            "slow_consumer",
+            ErrorCode::SlowConsumer.as_str(),
             "the connection's outbound queue was full: read faster, or reconnect",
         )
     }
@@ -311,7 +311,7 @@ impl Session {
         match self.limiter.as_mut()?.check(now) {
             Verdict::Abusive => Some(Close {
                 reply: None,
-                info: CloseInfo::new(CloseCode::RateLimited, "rate_limited"),
+                info: CloseInfo::new(CloseCode::RateLimited, ErrorCode::RateLimited.as_str()),
             }),
             Verdict::Allow | Verdict::Limited { .. } => None,
         }
@@ -389,12 +389,12 @@ impl Session {
                     Action::Nothing
                 } else if cancel.run_id.is_some() {
                     reply(Event::error(
-                        "unknown_run",
+                        ErrorCode::UnknownRun.as_str(),
                         "no run with this run_id is in flight for this user",
                     ))
                 } else {
                     reply(Event::error(
-                        "unknown_run",
+                        ErrorCode::UnknownRun.as_str(),
                         "no run started on this connection is in flight",
                     ))
                 }
@@ -415,7 +415,7 @@ impl Session {
                 let t = other.message_type();
                 reply(Event::new(
                     ErrorReply::new(
-                        "unsupported_message_type",
+                        ErrorCode::UnsupportedMessageType.as_str(),
                         format!("this server does not handle {t} messages"),
                     )
                     .with_received_type(t.as_str()),
@@ -423,7 +423,7 @@ impl Session {
             }
             // `Request` is non-exhaustive: a request type this session does not know yet.
             _ => reply(Event::error(
-                "unsupported_message_type",
+                ErrorCode::UnsupportedMessageType.as_str(),
                 "this server does not handle this message type",
             )),
         };
@@ -454,7 +454,7 @@ impl Session {
                 return (now >= *deadline).then(|| {
                     Timeout::Close(Close::with_error(
                         CloseCode::Timeout,
-                        "auth_timeout",
+                        ErrorCode::AuthTimeout.as_str(),
                         "no credentials in time: send auth_refresh {token} as the first frame, \
                          or authenticate in the handshake",
                     ))
@@ -463,7 +463,7 @@ impl Session {
             Auth::Open { expires, .. } if now >= *expires => {
                 return Some(Timeout::Close(Close::with_error(
                     CloseCode::AuthFailed,
-                    "token_expired",
+                    ErrorCode::TokenExpired.as_str(),
                     "the token expired: reconnect with a fresh one, or send auth_refresh before exp",
                 )));
             }
@@ -474,7 +474,7 @@ impl Session {
         {
             return Some(Timeout::Close(Close {
                 reply: None,
-                info: CloseInfo::new(CloseCode::Timeout, "heartbeat_timeout"),
+                info: CloseInfo::new(CloseCode::Timeout, ErrorCode::HeartbeatTimeout.as_str()),
             }));
         }
         if now >= self.next_ping {
@@ -501,7 +501,7 @@ impl Session {
             }
             Verdict::Abusive => Some(Action::Close(Close {
                 reply: None,
-                info: CloseInfo::new(CloseCode::RateLimited, "rate_limited"),
+                info: CloseInfo::new(CloseCode::RateLimited, ErrorCode::RateLimited.as_str()),
             })),
         }
     }
@@ -517,7 +517,7 @@ impl Session {
         let limit = self.config.max_runs_per_connection;
         if host.runs_in_flight() >= limit {
             let refusal = Event::error(
-                "too_many_runs",
+                ErrorCode::TooManyRuns.as_str(),
                 format!("this connection already has {limit} runs in flight"),
             );
             return Action::Reply(match reply_to {
@@ -536,7 +536,10 @@ impl Session {
     /// `auth_refresh`: a valid token for the same user replaces the current one.
     fn refresh(&mut self, now: Instant, token: &Token, host: &impl Host) -> Event {
         let Auth::Open { principal, expires } = &mut self.auth else {
-            return Event::error("missing_token", "not authenticated");
+            let error = AuthError::MissingToken {
+                query_token_ignored: false,
+            };
+            return Event::error(error.code(), error.to_string());
         };
         match host.validator().validate_refresh(token, principal) {
             Ok(fresh) => {
@@ -574,11 +577,16 @@ impl Session {
                     Err(error) => Close::auth_failed(&error),
                 }
             }
-            _ => Close::with_error(
-                CloseCode::AuthFailed,
-                "missing_token",
-                "authenticate first: send auth_refresh {token} as the first frame",
-            ),
+            _ => {
+                let missing = AuthError::MissingToken {
+                    query_token_ignored: false,
+                };
+                Close::with_error(
+                    CloseCode::AuthFailed,
+                    missing.code(),
+                    "authenticate first: send auth_refresh {token} as the first frame",
+                )
+            }
         };
         Handled {
             message_type,
@@ -602,15 +610,16 @@ fn too_deep(json: Option<&str>, config: &SessionConfig) -> bool {
 }
 
 fn too_deep_reply(field: &str, config: &SessionConfig) -> Event {
-    let mut reply = ErrorReply::new(
-        "invalid_payload",
-        format!(
-            "{field} nests arrays and objects deeper than {} levels",
-            config.max_json_depth
-        ),
-    );
-    reply.field = Some(field.to_owned());
-    Event::new(reply)
+    Event::new(
+        ErrorReply::new(
+            ErrorCode::InvalidPayload,
+            format!(
+                "{field} nests arrays and objects deeper than {} levels",
+                config.max_json_depth
+            ),
+        )
+        .with_field(field),
+    )
 }
 
 /// Whether valid JSON `text` nests arrays and objects more than `max` deep: one pass over the
