@@ -15,6 +15,8 @@ agentwire-benches). The script first builds both with
 
     python3 scripts/perf-compare.py --repeats 3            # every scenario
     python3 scripts/perf-compare.py --scenarios busy100,busy1k --repeats 5
+    # an earlier build measured in the same runs (before/after):
+    python3 scripts/perf-compare.py --scenarios busy100,busy1k --before-bin /tmp/old/agentwire
 
 Scenarios:
     busy100, busy1k  closed loop on 100 / 1,000 connections: CPU per 1,000 events, latency
@@ -55,8 +57,8 @@ def loadavg():
 
 
 def start(bins, kind, port, burn_us=0.0):
-    if kind == "agentwire":
-        cmd = [bins["agentwire"], "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
+    if kind in ("agentwire", "before"):
+        cmd = [bins[kind], "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
                "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
     else:
         cmd = [bins["baseline"], "--listen", f"127.0.0.1:{port}", "--burn-us", str(burn_us)]
@@ -143,25 +145,39 @@ def summarize(results):
     lines = []
     for key, by_kind in results.items():
         bare, aw = by_kind.get("baseline", []), by_kind.get("agentwire", [])
+        before = by_kind.get("before", [])
         if not bare and not aw:
             continue
         cmd = (aw or bare)[0]["command"]
-        loads = [r["loadavg_before"][0] for r in bare + aw]
+        loads = [r["loadavg_before"][0] for r in bare + aw + before]
         lines.append(f"\n### {key}\n\n`{cmd}` (x{len(aw)} each; 1-min load average "
                      f"{min(loads):.2f}-{max(loads):.2f} before the runs)\n")
-        lines.append("| figure | baseline | agentwire | ratio |")
-        lines.append("|---|---|---|---|")
+        if before:
+            lines.append("| figure | baseline | agentwire | ratio | before | before ratio |")
+            lines.append("|---|---|---|---|---|---|")
+        else:
+            lines.append("| figure | baseline | agentwire | ratio |")
+            lines.append("|---|---|---|---|")
         for label, path in ROWS:
             if path is None:
                 eb = sum(sum(r["errors"].values()) for r in bare)
                 ea = sum(sum(r["errors"].values()) for r in aw)
-                lines.append(f"| errors (all runs) | {eb} | {ea} | |")
+                if before:
+                    ep = sum(sum(r["errors"].values()) for r in before)
+                    lines.append(f"| errors (all runs) | {eb} | {ea} | | {ep} | |")
+                else:
+                    lines.append(f"| errors (all runs) | {eb} | {ea} | |")
                 continue
             b, a = median(bare, path), median(aw, path)
             if b is None and a is None:
                 continue
             ratio = f"{a / b:.2f}" if a is not None and b else ""
-            lines.append(f"| {label} | {b} | {a} | {ratio} |")
+            if before:
+                p = median(before, path)
+                pratio = f"{p / b:.2f}" if p is not None and b else ""
+                lines.append(f"| {label} | {b} | {a} | {ratio} | {p} | {pratio} |")
+            else:
+                lines.append(f"| {label} | {b} | {a} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -208,10 +224,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scenarios", default="busy100,busy1k,rates,idle,handshakes")
     parser.add_argument("--out", default=None, help="directory for the raw JSON reports")
+    parser.add_argument("--before-bin", default=None,
+                        help="an earlier agentwire binary (for example a build of another commit) "
+                             "measured in the same runs, for before/after comparisons")
     args = parser.parse_args()
     if not args.no_build:
         subprocess.run(BUILD, cwd=ROOT, check=True)
     bins = {"agentwire": args.bin, "baseline": args.baseline_bin}
+    kinds = ["baseline", "agentwire"]
+    if args.before_bin:
+        bins["before"] = args.before_bin
+        kinds.append("before")
     results = {}
     extra = []
     for name in args.scenarios.split(","):
@@ -220,9 +243,9 @@ def main():
             continue
         for load_args in SCENARIOS[name]:
             key = f"{name} {' '.join(load_args)}"
-            results[key] = {"baseline": [], "agentwire": []}
+            results[key] = {kind: [] for kind in kinds}
             for i in range(args.repeats):
-                order = ["baseline", "agentwire"] if i % 2 == 0 else ["agentwire", "baseline"]
+                order = kinds if i % 2 == 0 else list(reversed(kinds))
                 for kind in order:
                     report = measure(bins, kind, load_args)
                     results[key][kind].append(report)

@@ -85,6 +85,30 @@ impl Claims {
         self.expires_at(now_secs().saturating_add(ttl.as_secs()))
     }
 
+    /// Makes the token expired `ago`: `exp` is now minus `ago` (and `iat` an hour before
+    /// that). A validator refuses it with `token_expired` once `ago` exceeds its leeway (60 s by
+    /// default), so a test that wants a refusal passes more than that.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use agentwire_auth::mint::Claims;
+    ///
+    /// let claims = Claims::new("u").expired_for(Duration::from_secs(300));
+    /// let exp = claims.as_map()["exp"].as_u64().unwrap();
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// assert!(exp <= now - 300);
+    /// ```
+    pub fn expired_for(self, ago: Duration) -> Self {
+        let exp = now_secs().saturating_sub(ago.as_secs());
+        self.issued_at(exp.saturating_sub(3600)).expires_at(exp)
+    }
+
+    /// Makes the token not valid yet for `wait`: `nbf` is now plus `wait`. A validator refuses
+    /// it with `token_not_yet_valid` while `wait` exceeds its leeway.
+    pub fn not_before_in(self, wait: Duration) -> Self {
+        self.not_before(now_secs().saturating_add(wait.as_secs()))
+    }
+
     /// Sets `iat` (unix seconds).
     pub fn issued_at(self, unix_secs: u64) -> Self {
         self.claim("iat", unix_secs)

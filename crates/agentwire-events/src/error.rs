@@ -17,7 +17,7 @@ use agentwire_types::MessageType;
 /// use agentwire_events::{ErrorCode, Event, Payload};
 ///
 /// let reply = Event::error(ErrorCode::TooManyRuns, "this connection already has 8 runs in flight");
-/// let Payload::Error(error) = reply.payload() else { unreachable!() };
+/// let Payload::ErrorReply(error) = reply.payload() else { unreachable!() };
 /// assert_eq!(error.code, "too_many_runs");
 /// assert_eq!(error.error_code(), Some(ErrorCode::TooManyRuns));
 /// assert_eq!(ErrorCode::parse("unknown_run"), Some(ErrorCode::UnknownRun));

@@ -138,6 +138,36 @@ impl Event {
         Event::new(Pong::new(server_time))
     }
 
+    /// `system_message` with `{"message": message}`: a notification on the user's stream,
+    /// outside any run.
+    pub fn system_message(message: impl Into<String>) -> Event {
+        let mut payload = serde_json::Map::new();
+        payload.insert(
+            "message".to_owned(),
+            serde_json::Value::String(message.into()),
+        );
+        match crate::OtherPayload::new(MessageType::SystemMessage, payload) {
+            Ok(payload) => Event::new(payload),
+            // `system_message` is a server-to-client type without a typed payload: never here.
+            Err(_) => Event::error(crate::ErrorCode::InvalidPayload, "system_message"),
+        }
+    }
+
+    /// A server-to-client event of a type without a typed payload (`system_message`,
+    /// `thread_update`, `agent_progress`, ...) with `payload`, a JSON object such as
+    /// `json!({...})`.
+    ///
+    /// # Errors
+    ///
+    /// [`OtherTypeError`](crate::OtherTypeError) when a server does not send `message_type`,
+    /// when it has a typed payload (build that), or when `payload` is not an object.
+    pub fn notification(
+        message_type: MessageType,
+        payload: impl Into<serde_json::Value>,
+    ) -> Result<Event, crate::OtherTypeError> {
+        crate::OtherPayload::from_value(message_type, payload).map(Event::new)
+    }
+
     /// `heartbeat_ack`.
     pub fn heartbeat_ack() -> Event {
         Event::new(HeartbeatAck {})

@@ -97,5 +97,5 @@ pub use schema::{inbound_schema, outbound_schema, schema_files};
 pub use stamp::{EncodedFrame, Stamp, StreamStamper};
 pub use timestamp::Timestamp;
 pub use validate::{
-    RunSummary, RunValidator, validate_run, validate_run_events, validate_run_json,
+    RunSummary, RunValidator, Transcript, validate_run, validate_run_events, validate_run_json,
 };

@@ -471,6 +471,25 @@ impl OtherPayload {
         })
     }
 
+    /// A payload of `message_type` from any JSON value that is an object (`json!({...})`, a
+    /// `Map`, a serialized struct).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and [`OtherTypeError`] when `payload` is not a JSON object.
+    pub fn from_value(
+        message_type: MessageType,
+        payload: impl Into<Value>,
+    ) -> Result<Self, OtherTypeError> {
+        match payload.into() {
+            Value::Object(map) => Self::new(message_type, map),
+            _ => Err(OtherTypeError {
+                message_type,
+                reason: "the payload must be a JSON object",
+            }),
+        }
+    }
+
     /// The frame's type.
     pub fn message_type(&self) -> MessageType {
         self.message_type
@@ -605,7 +624,7 @@ payloads! {
     /// `heartbeat_ack`.
     HeartbeatAck(HeartbeatAck) = HeartbeatAck, stream = false;
     /// `error`.
-    Error(ErrorReply) = Error, stream = false;
+    ErrorReply(ErrorReply) = Error, stream = false;
     /// `auth_refreshed`.
     AuthRefreshed(AuthRefreshed) = AuthRefreshed, stream = false;
 }

@@ -325,3 +325,121 @@ pub fn validate_run_json<'t>(
     }
     validator.finish()
 }
+
+/// One connection's frames, split by what they belong to: each run's events (for
+/// [`RunValidator`]), the user-stream events outside any run (notifications), and the
+/// connection-scoped control frames (`connection_established`, `pong`, `error`, ...).
+///
+/// ```
+/// use agentwire_events::{Event, StreamStamper, Transcript};
+/// use serde_json::json;
+///
+/// let mut stream = StreamStamper::new();
+/// let mut frames = vec![Event::heartbeat_ack().stamp_control()];
+/// for event in [
+///     Event::agent_started("r1", "demo", "a"),
+///     Event::agent_started("r2", "demo", "b"),
+///     Event::agent_completed("r2", json!("b"), 1),
+///     Event::agent_thinking("r1", "still thinking"),
+///     Event::agent_completed("r1", json!("a"), 2),
+/// ] {
+///     frames.push(stream.stamp(event));
+/// }
+/// let transcript = Transcript::split(frames);
+/// assert_eq!(transcript.control().len(), 1);
+/// assert_eq!(transcript.run_ids().collect::<Vec<_>>(), ["r1", "r2"]);
+/// for (run_id, result) in transcript.validate_runs() {
+///     assert!(result.is_ok(), "{run_id}");
+/// }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Transcript {
+    runs: Vec<(String, Vec<Frame>)>,
+    notifications: Vec<Frame>,
+    control: Vec<Frame>,
+}
+
+impl Transcript {
+    /// Splits `frames`, in the order received: a frame with a `run_id` goes to its run (runs in
+    /// the order their first frame came), a stream event without one is a notification, and a
+    /// connection-scoped frame is control, even if it names a run (an `error` answering a
+    /// cancel, say): a run's list then holds exactly what [`RunValidator`] judges.
+    pub fn split(frames: impl IntoIterator<Item = Frame>) -> Transcript {
+        let mut transcript = Transcript::default();
+        for frame in frames {
+            if !frame.event().is_stream_event() {
+                transcript.control.push(frame);
+                continue;
+            }
+            let Some(run_id) = frame.run_id() else {
+                transcript.notifications.push(frame);
+                continue;
+            };
+            match transcript.runs.iter_mut().find(|(id, _)| id == run_id) {
+                Some((_, run)) => run.push(frame),
+                None => transcript.runs.push((run_id.to_owned(), vec![frame])),
+            }
+        }
+        transcript
+    }
+
+    /// Parses each text with [`parse_outbound`], then [splits](Self::split) them.
+    ///
+    /// # Errors
+    ///
+    /// The index of the first text that is not a valid outbound frame, and why.
+    pub fn split_json<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Transcript, (usize, crate::OutboundError)> {
+        let frames = texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| parse_outbound(text).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Transcript::split(frames))
+    }
+
+    /// Each run's id and frames, in the order the runs started.
+    pub fn runs(&self) -> impl Iterator<Item = (&str, &[Frame])> {
+        self.runs
+            .iter()
+            .map(|(id, run)| (id.as_str(), run.as_slice()))
+    }
+
+    /// The runs' ids, in the order the runs started.
+    pub fn run_ids(&self) -> impl Iterator<Item = &str> {
+        self.runs.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// One run's frames.
+    pub fn run(&self, run_id: &str) -> Option<&[Frame]> {
+        self.runs
+            .iter()
+            .find(|(id, _)| id == run_id)
+            .map(|(_, run)| run.as_slice())
+    }
+
+    /// User-stream events outside any run (`system_message`, ...).
+    pub fn notifications(&self) -> &[Frame] {
+        &self.notifications
+    }
+
+    /// Connection-scoped frames: `connection_established`, `pong`, `heartbeat_ack`,
+    /// `auth_refreshed`, `error`.
+    pub fn control(&self) -> &[Frame] {
+        &self.control
+    }
+
+    /// Validates every run with [`validate_run`]: its id and the summary, or the first rule it
+    /// broke. Within one run the first event that breaks a rule is reported; an event that
+    /// breaks two is reported under the first in this order: after the terminal event, not a
+    /// run event, a second `agent_started`, not starting with `agent_started`, `run_id`,
+    /// `seq`, then the tool-call rules. A run cut off by the end of the transcript is
+    /// [`MissingTerminal`](RunRule::MissingTerminal).
+    pub fn validate_runs(&self) -> Vec<(&str, Result<RunSummary, RunViolation>)> {
+        self.runs
+            .iter()
+            .map(|(id, run)| (id.as_str(), validate_run(run)))
+            .collect()
+    }
+}

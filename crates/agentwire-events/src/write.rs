@@ -110,7 +110,7 @@ pub(crate) fn size_hint(event: &Event) -> usize {
         Payload::ToolCompleted(p) => p.tool_name.len() + p.tool_call_id.len() + 64,
         Payload::AgentResponseChunk(p) => p.delta.len(),
         Payload::AgentError(p) => p.code.len() + p.message.len(),
-        Payload::Error(p) => p.message.len() + 32,
+        Payload::ErrorReply(p) => p.message.len() + 32,
         _ => 64,
     };
     224 + strings + payload
@@ -228,7 +228,7 @@ fn payload(out: &mut String, payload: &Payload) {
         }
         Payload::Pong(p) => field_timestamp(out, key!(first "server_time"), p.server_time),
         Payload::HeartbeatAck(_) => {}
-        Payload::Error(p) => {
+        Payload::ErrorReply(p) => {
             field_str(out, key!(first "code"), &p.code);
             field_str(out, key!("message"), &p.message);
             opt_str(out, key!("received_type"), p.received_type.as_deref());

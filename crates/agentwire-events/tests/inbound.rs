@@ -397,14 +397,14 @@ fn error_events_answer_the_client() {
     let event = err.to_event();
     assert_eq!(event.message_type(), MessageType::Error);
     assert_eq!(event.reply_to(), Some("m1"));
-    let Payload::Error(reply) = event.payload() else {
+    let Payload::ErrorReply(reply) = event.payload() else {
         panic!("not an error payload");
     };
     assert_eq!(reply.code, "unknown_message_type");
     assert_eq!(reply.received_type.as_deref(), Some("nope"));
 
     let err = parse_inbound("{\n").unwrap_err();
-    let Payload::Error(reply) = err.to_event().into_payload() else {
+    let Payload::ErrorReply(reply) = err.to_event().into_payload() else {
         panic!("not an error payload");
     };
     assert_eq!(

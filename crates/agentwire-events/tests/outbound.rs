@@ -263,7 +263,7 @@ fn error_codes_are_one_list() {
         assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         assert_eq!(code.to_string(), code.as_str());
         let event = Event::error(code, "m");
-        let Payload::Error(reply) = event.payload() else {
+        let Payload::ErrorReply(reply) = event.payload() else {
             panic!("{code}: not an error payload")
         };
         assert_eq!(reply.code, code.as_str());
@@ -280,7 +280,7 @@ fn error_codes_are_one_list() {
             "quota_exceeded",
         ),
     ] {
-        let Payload::Error(reply) = event.payload() else {
+        let Payload::ErrorReply(reply) = event.payload() else {
             panic!("{code}: not an error payload")
         };
         assert_eq!(reply.code, code);

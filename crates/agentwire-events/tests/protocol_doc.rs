@@ -83,6 +83,18 @@ fn protocol_examples_match_the_crate() {
                     .err()
                     .unwrap_or_else(|| panic!("{at}: accepted, expected {code}"));
                 assert_eq!(err.code().as_str(), code, "{at}: {err}");
+                // The page's rule for `received_type`: the `type` the frame sent, whenever it
+                // was a JSON string, whatever the code.
+                let sent: Option<String> = serde_json::from_str::<Value>(&example.body)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(str::to_owned));
+                let frame: Value =
+                    serde_json::from_str(&err.to_event().stamp_control().to_json()).expect("JSON");
+                assert_eq!(
+                    frame["payload"]["received_type"].as_str(),
+                    sent.as_deref(),
+                    "{at}: received_type"
+                );
             }
             _ => panic!("{at}: unknown example tag"),
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agentwire_session::SessionConfig;
 
 use crate::accept::IpNet;
-use crate::error::ConfigError;
+use crate::error::ServerConfigError;
 
 /// Limits and policies of a [`Server`](crate::Server).
 ///
@@ -433,15 +433,15 @@ impl ConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the first setting out of range.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    /// [`ServerConfigError`] naming the first setting out of range.
+    pub fn build(self) -> Result<Config, ServerConfigError> {
         let c = self.config;
         let s = &*c.session;
         let check = |ok: bool, setting: &'static str, expected: &'static str| {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError::OutOfRange { setting, expected })
+                Err(ServerConfigError::OutOfRange { setting, expected })
             }
         };
         check(
@@ -519,7 +519,7 @@ impl ConfigBuilder {
             "0 (kernel auto-tuning) or at least 4 KiB",
         )?;
         if let Some(setting) = self.invalid {
-            return Err(ConfigError::OutOfRange {
+            return Err(ServerConfigError::OutOfRange {
                 setting,
                 expected: "an IP address or a CIDR network such as 10.0.0.0/8",
             });

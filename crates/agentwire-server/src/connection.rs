@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout};
 
 use crate::error::HandlerError;
-use crate::handler::{MessageContext, Run, RunInner};
+use crate::handler::{MessageContext, Presence, Run, RunInner};
 use crate::hub::{Outbound, Registration};
 use crate::queue;
 use crate::server::{Shared, flipped};
@@ -104,13 +104,19 @@ pub(crate) fn serve(
     // An async block, not an `async fn`: those copy their arguments into locals, and the
     // task would carry both copies.
     async move {
-        let mut link = None;
+        let mut link: Option<Link> = None;
         let end = match Box::pin(conn.open(auth, &mut link)).await {
             Ok(link) => conn.session(link).await,
             Err(end) => end,
         };
         // Leave the user's stream before the closing handshake.
-        drop(link);
+        if let Some(link) = link
+            && link.registration.leave()
+        {
+            conn.shared
+                .handler
+                .presence(&link.user_id, Presence::Offline);
+        }
         // Boxed here and below: paths that run once per message or once per connection get
         // a short-lived allocation of their own instead of growing every idle connection's
         // task.
@@ -126,7 +132,7 @@ struct Link {
     session: Session,
     user_id: Arc<str>,
     queue: queue::Receiver<Outbound>,
-    _registration: Registration,
+    registration: Registration,
     /// Runs started on this connection that are still in flight.
     runs: Arc<AtomicUsize>,
 }
@@ -209,6 +215,9 @@ impl Connection {
             .metrics
             .handshakes_accepted
             .fetch_add(1, Relaxed);
+        if registration.was_first() {
+            self.shared.handler.presence(&user_id, Presence::Online);
+        }
         self.record(ConnectionState::Open, ConnectionState::Connecting)
             .with_user_id(&*user_id)
             .emit();
@@ -219,7 +228,7 @@ impl Connection {
             session,
             user_id,
             queue,
-            _registration: registration,
+            registration,
             runs: Arc::new(AtomicUsize::new(0)),
         }))
     }
@@ -260,7 +269,7 @@ impl Connection {
                             Action::Authenticated => Ok(()),
                             Action::Close(close) => {
                                 if let Some(reply) = &close.reply
-                                    && let agentwire_events::Payload::Error(error) = reply.payload()
+                                    && let agentwire_events::Payload::ErrorReply(error) = reply.payload()
                                 {
                                     self.shared.metrics.handshake_rejected(intern_code(&error.code));
                                 }
@@ -439,7 +448,7 @@ impl Connection {
 
     /// Stamps a connection-scoped control frame and writes it.
     async fn send_event(&mut self, event: Event) -> Result<(), End> {
-        if let agentwire_events::Payload::Error(reply) = event.payload() {
+        if let agentwire_events::Payload::ErrorReply(reply) = event.payload() {
             self.shared.metrics.error_sent(intern_code(&reply.code));
         }
         let message_type = event.message_type();

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 /// A configuration value out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum ServerConfigError {
     /// A setting is outside the range it allows.
     #[error("invalid setting {setting}: expected {expected}")]
     OutOfRange {
@@ -16,11 +16,11 @@ pub enum ConfigError {
     },
 }
 
-impl ConfigError {
+impl ServerConfigError {
     /// A stable machine code.
     pub fn code(&self) -> &'static str {
         match self {
-            ConfigError::OutOfRange { .. } => "invalid_config",
+            ServerConfigError::OutOfRange { .. } => "invalid_config",
         }
     }
 }

@@ -21,7 +21,14 @@ use crate::hub::{Delivered, Emitter, Hub};
 /// handler should not block (run heavy synchronous work with `tokio::task::spawn_blocking`).
 /// The server guarantees the run's shape on the wire: if the handler returns without a
 /// terminal event, panics, or the client cancels, the server ends the run with `agent_error`
-/// itself. Other types a client may send reach
+/// itself.
+///
+/// **Cancellation** (`cancel_agent`, from any of the user's connections): the run's future is
+/// dropped at its next `.await` and never polled again, and the server emits `agent_error`
+/// with code `cancelled`. Clean up in `Drop` (a guard that owns what must be released) rather
+/// than after an `.await`; work the handler spawned itself is not stopped by the server. A run
+/// is not cancelled when the connection that started it closes: it belongs to the user's
+/// stream, and its events reach the user's other connections. Other types a client may send reach
 /// [`on_message`](Self::on_message), which by default refuses them.
 ///
 /// ```
@@ -69,6 +76,27 @@ pub trait Handler: Send + Sync + 'static {
         let _ = message_type;
         false
     }
+
+    /// A user's presence on this server changed: their first connection opened
+    /// ([`Presence::Online`], before `connection_established` is sent) or their last one
+    /// closed ([`Presence::Offline`]). Called on the connection's task, so it must not block
+    /// (spawn a task for anything slow). When one connection of a user closes as another
+    /// opens, the two calls may come in either order: ask
+    /// [`Server::connections_of`](crate::Server::connections_of) for the state now. The
+    /// default does nothing.
+    fn presence(&self, user_id: &str, presence: Presence) {
+        let _ = (user_id, presence);
+    }
+}
+
+/// What [`Handler::presence`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Presence {
+    /// The user's first connection on this server opened.
+    Online,
+    /// The user's last connection on this server closed.
+    Offline,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -82,6 +110,7 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
         request: OtherRequest<'static>,
     ) -> BoxFuture<Result<(), HandlerError>>;
     fn handles(&self, message_type: MessageType) -> bool;
+    fn presence(&self, user_id: &str, presence: Presence);
 }
 
 impl<H: Handler> ErasedHandler for H {
@@ -99,6 +128,10 @@ impl<H: Handler> ErasedHandler for H {
 
     fn handles(&self, message_type: MessageType) -> bool {
         Handler::handles(self, message_type)
+    }
+
+    fn presence(&self, user_id: &str, presence: Presence) {
+        Handler::presence(self, user_id, presence);
     }
 }
 

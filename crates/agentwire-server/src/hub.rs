@@ -9,6 +9,7 @@ use crate::queue::{self, TrySendError};
 use agentwire_events::{Event, StreamPosition, StreamStamper};
 use agentwire_types::MessageType;
 use axum::extract::ws::Utf8Bytes;
+
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Delivers events to a user's stream: every connection that user has open.
@@ -59,6 +60,32 @@ impl Emitter {
     /// Emits `event` to every open connection of `user_id`.
     pub fn emit(&self, user_id: &str, event: Event) -> Delivered {
         self.delivery.deliver(user_id, event)
+    }
+
+    /// Emits a notification outside any run: `message_type` (a server-to-client type without
+    /// a typed payload, such as `system_message` or `thread_update`) with `payload`, a JSON
+    /// object. For plain text, `emit(user, Event::system_message(text))` is shorter.
+    ///
+    /// ```
+    /// # fn demo(emitter: agentwire_server::Emitter) -> Result<(), agentwire_server::events::OtherTypeError> {
+    /// use agentwire_server::MessageType;
+    /// use serde_json::json;
+    ///
+    /// emitter.notify("user_42", MessageType::ThreadUpdate, json!({"thread_id": "t1", "title": "Trip"}))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`OtherTypeError`](agentwire_events::OtherTypeError) when `message_type` is not one a
+    /// server sends without a typed payload, or `payload` is not an object; nothing is sent.
+    pub fn notify(
+        &self,
+        user_id: &str,
+        message_type: MessageType,
+        payload: impl Into<serde_json::Value>,
+    ) -> Result<Delivered, agentwire_events::OtherTypeError> {
+        Ok(self.emit(user_id, Event::notification(message_type, payload)?))
     }
 }
 
@@ -189,10 +216,12 @@ impl Hub {
         max: usize,
     ) -> Result<(Registration, queue::Receiver<Outbound>, StreamPosition), TooManyConnections> {
         let (hash, mut shard) = self.shard(user_id);
+        let mut first = false;
         let stream = match shard.find_mut(hash, |s| &*s.user_id == user_id) {
             Some(stream) if stream.slots.len() >= max => return Err(TooManyConnections),
             Some(stream) => stream,
             None => {
+                first = true;
                 let hasher = &self.hasher;
                 shard
                     .insert_unique(
@@ -216,19 +245,32 @@ impl Hub {
             hub: Arc::clone(self),
             user_id: key,
             connection,
+            first,
+            left: false,
         };
         Ok((registration, rx, position))
     }
 
-    fn unregister(&self, user_id: &str, connection: u64) {
+    /// Removes a connection; whether it was the user's last.
+    fn unregister(&self, user_id: &str, connection: u64) -> bool {
         let (hash, mut shard) = self.shard(user_id);
         if let Ok(mut entry) = shard.find_entry(hash, |s| &*s.user_id == user_id) {
             let stream = entry.get_mut();
             stream.slots.retain(|slot| slot.connection != connection);
             if stream.slots.is_empty() {
                 entry.remove();
+                return true;
             }
         }
+        false
+    }
+
+    /// How many connections `user_id` has open on this node.
+    pub(crate) fn connections(&self, user_id: &str) -> usize {
+        let (hash, shard) = self.shard(user_id);
+        shard
+            .find(hash, |s| &*s.user_id == user_id)
+            .map_or(0, |stream| stream.slots.len())
     }
 
     /// Users with at least one open connection.
@@ -306,15 +348,34 @@ impl Hub {
     }
 }
 
-/// A connection's place on its user's stream; leaving it (drop) removes the connection.
+/// A connection's place on its user's stream; leaving it ([`leave`](Self::leave), or drop)
+/// removes the connection.
 pub(crate) struct Registration {
     hub: Arc<Hub>,
     user_id: Arc<str>,
     connection: u64,
+    /// Whether this was the user's first connection on this node when it registered.
+    first: bool,
+    left: bool,
+}
+
+impl Registration {
+    /// Whether the user had no other connection on this node when this one registered.
+    pub(crate) fn was_first(&self) -> bool {
+        self.first
+    }
+
+    /// Leaves the stream; whether this was the user's last connection on this node.
+    pub(crate) fn leave(mut self) -> bool {
+        self.left = true;
+        self.hub.unregister(&self.user_id, self.connection)
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.unregister(&self.user_id, self.connection);
+        if !self.left {
+            self.hub.unregister(&self.user_id, self.connection);
+        }
     }
 }

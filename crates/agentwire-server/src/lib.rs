@@ -37,14 +37,14 @@
 //!     .build()?;
 //! let server = Server::builder(validator).handler(Echo).build();
 //!
-//! // Mount next to your own routes...
-//! let app = axum::Router::new()
+//! // Mount it next to your own routes, and serve the app with agentwire's protection
+//! // (handshake timeout, pending-handshake caps, graceful shutdown with 1001)...
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/healthz", axum::routing::get(|| async { "ok" }))
 //!     .merge(server.router());
-//! # let _ = app;
-//! // ...or serve it alone, with graceful shutdown on Ctrl-C.
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! server.serve_app(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! // ...or serve it alone: `server.serve(listener, signal)`.
 //! # Ok(()) }
 //! ```
 
@@ -65,8 +65,8 @@ pub use accept::IpNet;
 pub use config::{
     Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_SEND_BUFFER_BYTES,
 };
-pub use error::{ConfigError, HandlerError, ServeError};
-pub use handler::{DemoAgent, Handler, MessageContext, Run};
+pub use error::{HandlerError, ServeError, ServerConfigError};
+pub use handler::{DemoAgent, Handler, MessageContext, Presence, Run};
 pub use hub::{Delivered, Delivery, Emitter, LocalStreams};
 pub use server::{NoHandler, Server, ServerBuilder};
 

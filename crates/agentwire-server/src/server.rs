@@ -210,16 +210,40 @@ impl Server {
         }
     }
 
-    /// The routes: `GET /ws` and `GET /websocket` (the same WebSocket endpoint),
-    /// `GET /ws/health`, `GET /ws/config` and `GET /metrics`.
-    pub fn router(&self) -> Router {
+    /// Every route, at the standalone server's paths: [`websocket_router`](Self::websocket_router)
+    /// and [`ops_router`](Self::ops_router) merged. It fits any application state `S`, so
+    /// `Router::new().route(..).merge(server.router()).with_state(app_state)` compiles in the
+    /// usual order.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        self.websocket_router().merge(self.ops_router())
+    }
+
+    /// Only the WebSocket endpoint: `GET /ws` and `GET /websocket` (the same endpoint). For an
+    /// application that serves its own `/metrics` and health checks: mount this, and place the
+    /// [`ops_router`](Self::ops_router) elsewhere (or render
+    /// [`metrics_text`](Self::metrics_text) into its own `/metrics`).
+    pub fn websocket_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route("/ws", get(handshake::upgrade))
             .route("/websocket", get(handshake::upgrade))
+            .with_state(Arc::clone(&self.shared))
+    }
+
+    /// Only the operational endpoints: `GET /ws/health`, `GET /ws/config` and `GET /metrics`
+    /// (Prometheus text). Nest it under a prefix of your own to keep your paths free:
+    /// `app.nest("/agentwire", server.ops_router())` serves `/agentwire/metrics`.
+    pub fn ops_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
             .route("/ws/health", get(http::health))
             .route("/ws/config", get(http::config))
             .route("/metrics", get(http::metrics))
             .with_state(Arc::clone(&self.shared))
+    }
+
+    /// agentwire's metrics in the Prometheus text format (what `GET /metrics` answers), to
+    /// append to an application's own `/metrics`. Every name starts with `agentwire_`.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
     }
 
     /// The emitter: sends events to a user's stream from any task.
@@ -238,6 +262,11 @@ impl Server {
             .metrics
             .connections_active
             .load(Ordering::Acquire)
+    }
+
+    /// How many connections `user_id` has open on this server (0: the user is offline here).
+    pub fn connections_of(&self, user_id: &str) -> usize {
+        self.shared.hub.connections(user_id)
     }
 
     /// Whether shutdown has begun.
@@ -291,8 +320,51 @@ impl Server {
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.serve_app(listener, self.router(), signal).await
+    }
+
+    /// Serves `app`, an application's router with agentwire's mounted in it, with the same
+    /// protection as [`serve`](Self::serve): the handshake timeout and head limit, the
+    /// pending-handshake caps (in all and per peer), the connection limit, the socket send
+    /// buffer, and graceful shutdown (agentwire's connections close 1001 first, then the
+    /// application's HTTP connections finish). Connect info (`ConnectInfo<SocketAddr>`) is in
+    /// every request's extensions.
+    ///
+    /// An application that serves with `axum::serve` instead gets none of the accept-time
+    /// protection (docs/operations.md, "Embedding"), and must call
+    /// [`shutdown`](Self::shutdown) from its graceful-shutdown signal for the 1001 closes.
+    ///
+    /// ```no_run
+    /// use agentwire_server::{DemoAgent, Key, Server, Validator};
+    /// use axum::{Router, extract::State, routing::get};
+    ///
+    /// #[derive(Clone)]
+    /// struct AppState { greeting: &'static str }
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let validator = Validator::builder().key(Key::hmac(b"a secret of at least thirty-two bytes!!")?).build()?;
+    /// let agentwire = Server::builder(validator).handler(DemoAgent::default()).build();
+    /// let app = Router::new()
+    ///     .route("/hello", get(|State(s): State<AppState>| async move { s.greeting }))
+    ///     .merge(agentwire.websocket_router())
+    ///     .nest("/agentwire", agentwire.ops_router())
+    ///     .with_state(AppState { greeting: "hi" });
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// agentwire.serve_app(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub async fn serve_app(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let config = &self.shared.config;
-        let router = self.router();
+        let router = app;
         // Flipped once the WebSocket connections have drained: keep-alive HTTP connections
         // then finish their request in flight and close.
         let (http_stop, http_stopped) = watch::channel(false);
