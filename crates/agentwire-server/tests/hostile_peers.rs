@@ -13,17 +13,6 @@ use common::*;
 use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 
-/// A counter of `/metrics` whose line starts with `prefix` (0 when absent).
-async fn metric(addr: SocketAddr, prefix: &str) -> u64 {
-    let (_, _, metrics) = http_get(addr, "/metrics", &[]).await;
-    metrics
-        .lines()
-        .find(|line| line.starts_with(prefix))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_of_small_frames_is_closed_by_the_write_timeout() {
     // A queue long enough that it does not fill first: the write timeout must catch the peer,

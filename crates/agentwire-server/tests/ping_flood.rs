@@ -22,23 +22,12 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
-/// A counter of `/metrics` whose line starts with `prefix` (0 when absent).
-async fn metric(server: &TestServer, prefix: &str) -> u64 {
-    let (_, _, metrics) = http_get(server.addr, "/metrics", &[]).await;
-    metrics
-        .lines()
-        .find(|line| line.starts_with(prefix))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Floods a new connection of `server` with 125-byte masked pings (80 MB at most, as fast
 /// as the socket takes them) without ever reading, until the server closes it with `code`.
 /// Returns the peak RSS growth over `idle`, in KiB.
 async fn flood(server: &TestServer, idle: u64, code: u16) -> u64 {
     let closes = format!("agentwire_closes_total{{code=\"{code}\"");
-    let before = metric(server, &closes).await;
+    let before = metric(server.addr, &closes).await;
     let mut flooder = raw_connect(server.addr, &token("flood")).await;
     let ping = raw_frame(true, 0x9, &[0x5a; 125]);
     let burst: Vec<u8> = ping
@@ -58,7 +47,7 @@ async fn flood(server: &TestServer, idle: u64, code: u16) -> u64 {
         peak = peak.max(rss_kib());
     }
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while metric(server, &closes).await == before {
+    while metric(server.addr, &closes).await == before {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the flooder was not closed {code} (sent {sent} bytes)"
@@ -96,7 +85,7 @@ async fn a_ping_flood_from_a_client_that_never_reads_is_closed_with_bounded_memo
             "RSS grew {growth} KiB from {idle} KiB idle during the flood (close {code})"
         );
         assert!(
-            metric(&server, "agentwire_control_frames_in_total ").await > 0,
+            metric(server.addr, "agentwire_control_frames_in_total ").await > 0,
             "pings are counted"
         );
         // The live client was served throughout.

@@ -450,6 +450,17 @@ pub async fn raw_next_json(stream: &mut TcpStream) -> Value {
     }
 }
 
+/// A counter of `/metrics` whose line starts with `prefix` (0 when absent).
+pub async fn metric(addr: SocketAddr, prefix: &str) -> u64 {
+    let (_, _, metrics) = http_get(addr, "/metrics", &[]).await;
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Checks `/metrics` for any connection closed 1011 (a server bug, never the client's fault).
 pub async fn assert_no_1011(addr: SocketAddr) {
     let (_, _, metrics) = http_get(addr, "/metrics", &[]).await;
