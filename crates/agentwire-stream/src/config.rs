@@ -21,12 +21,12 @@ pub const MAX_AGE_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// [`max_events`](Self::max_events) newer events, when it is older than
 /// [`max_age`](Self::max_age), or when the windows of all users together hold more than
 /// [`max_bytes`](Self::max_bytes) (the oldest events first; see
-/// `WindowStore` for how the bound is shared). `max_events` 0 turns
+/// [`WindowStore`](crate::WindowStore) for how the bound is shared). `max_events` 0 turns
 /// replay off: streams keep no events, and a resume that missed events is answered `reset` /
 /// `unavailable`.
 ///
 /// [`Default`] is the documented defaults; [`validate`](Self::validate) checks a changed one
-/// (the `WindowStore` constructor does too).
+/// (the [`WindowStore`](crate::WindowStore) constructor does too).
 ///
 /// ```
 /// use std::time::Duration;
@@ -46,10 +46,10 @@ pub struct WindowConfig {
     pub max_events: usize,
     /// How long an event is kept: from 1 ms to [`MAX_AGE_LIMIT`] when replay is on. A stream
     /// with no connection is also kept this long after its last event or disconnect (see
-    /// `UserStream::is_expired`).
+    /// [`UserStream::is_expired`](crate::UserStream::is_expired)).
     pub max_age: Duration,
     /// Bytes all the windows may hold together, server-wide, counted as each frame's length
-    /// plus `EVENT_OVERHEAD_BYTES`; at least 1 when replay
+    /// plus [`EVENT_OVERHEAD_BYTES`](crate::EVENT_OVERHEAD_BYTES); at least 1 when replay
     /// is on.
     pub max_bytes: usize,
 }

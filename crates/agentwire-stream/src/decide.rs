@@ -1,8 +1,8 @@
 //! The resume decision, apart from where a stream's events are stored.
 //!
 //! An engine reads what it knows of the user's stream into a [`StreamState`] and calls
-//! [`decide`]; the in-process `UserStream` does it in
-//! `resume`, an engine over a shared store (Redis) does the same
+//! [`decide`]; the in-process [`UserStream`](crate::UserStream) does it in
+//! [`resume`](crate::UserStream::resume), an engine over a shared store (Redis) does the same
 //! with what it reads there, and both answer alike.
 
 use core::fmt;
