@@ -367,10 +367,13 @@ impl<F: SharedFrame> WindowStore<F> {
         *counter += 1;
     }
 
-    /// Gives back the memory of a queue mostly emptied.
+    /// Gives back the memory of a queue mostly emptied, and all of it once nothing is held.
     fn shrink(&mut self) {
         let (len, capacity) = (self.slots.len(), self.slots.capacity());
-        if capacity > 16 && len < capacity / 4 {
+        if len == 0 {
+            self.slots = VecDeque::new();
+            self.scratch = String::new();
+        } else if capacity > 16 && len < capacity / 4 {
             self.slots.shrink_to(len * 2);
         }
     }
@@ -379,4 +382,34 @@ impl<F: SharedFrame> WindowStore<F> {
 /// What a held frame costs the budget.
 fn cost<F: SharedFrame>(frame: &F) -> usize {
     frame.json().len().saturating_add(EVENT_OVERHEAD_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overhead_constant_covers_the_bookkeeping_it_claims() {
+        // The slot, the stream's ticket, the Arc's counts, the allocator's rounding of the
+        // text; the rest of the constant is headroom for queue capacity and evicted slots.
+        let bookkeeping = size_of::<Slot<Arc<str>>>() + size_of::<u64>() + 16 + 16;
+        assert_eq!(size_of::<Slot<Arc<str>>>(), 48);
+        assert!(bookkeeping <= EVENT_OVERHEAD_BYTES / 4 * 3, "{bookkeeping}");
+    }
+
+    #[test]
+    fn an_emptied_store_gives_its_memory_back() {
+        let mut store: WindowStore = WindowStore::new(&WindowConfig::default(), 1).unwrap();
+        let now = Instant::now();
+        let mut stamper = StreamStamper::new();
+        for _ in 0..100 {
+            let (_, frame) = store.encode(&mut stamper, &Event::agent_thinking("r", "..."));
+            store.push(1, now, frame);
+        }
+        assert!(store.slots.capacity() >= 100 && store.scratch.capacity() > 0);
+        store.expire(now + WindowConfig::default().max_age);
+        assert!(store.is_empty());
+        assert_eq!((store.slots.capacity(), store.scratch.capacity()), (0, 0));
+        assert_eq!(store.stats().evicted_by_age, 100);
+    }
 }
