@@ -297,7 +297,7 @@ impl<F: SharedFrame> WindowStore<F> {
 
     /// Drops the event of `ticket`, if `stream` still has it here.
     pub(crate) fn release(&mut self, ticket: u64, stream: u64, why: Eviction) {
-        let Ok(index) = self.slots.binary_search_by_key(&ticket, |slot| slot.ticket) else {
+        let Some(index) = self.index_of(ticket) else {
             return;
         };
         let slot = &mut self.slots[index];
@@ -330,15 +330,29 @@ impl<F: SharedFrame> WindowStore<F> {
 
     /// The frame of `ticket`, if `stream` still has it here.
     pub(crate) fn get(&self, ticket: u64, stream: u64) -> Option<&F> {
-        let index = self
-            .slots
-            .binary_search_by_key(&ticket, |slot| slot.ticket)
-            .ok()?;
-        let slot = &self.slots[index];
+        let slot = &self.slots[self.index_of(ticket)?];
         if slot.stream != stream {
             return None;
         }
         slot.frame.as_ref()
+    }
+
+    /// Where the slot of `ticket` is. Tickets are consecutive, so it is `ticket - front` places
+    /// from the front unless compaction removed slots before it; then it is nearer, found by
+    /// binary search (the slots are in ticket order).
+    fn index_of(&self, ticket: u64) -> Option<usize> {
+        let front = self.slots.front()?.ticket;
+        let guess = usize::try_from(ticket.checked_sub(front)?).unwrap_or(usize::MAX);
+        if self
+            .slots
+            .get(guess)
+            .is_some_and(|slot| slot.ticket == ticket)
+        {
+            return Some(guess);
+        }
+        self.slots
+            .binary_search_by_key(&ticket, |slot| slot.ticket)
+            .ok()
     }
 
     fn pop_front(&mut self, why: Eviction) {
