@@ -24,8 +24,9 @@
 //!   frame the connections get and the one kept for replay are one shared allocation
 //!   ([`SharedFrame`]).
 //!
-//! Streams outlive connections: a stream is kept while its window holds events, then for
-//! `max_age`, and dropped when [`UserStream::is_expired`] says so, which gives its memory back.
+//! Streams outlive connections: a stream is kept while its window holds events and for
+//! `max_age` after its last event or disconnect, then dropped when [`UserStream::is_expired`]
+//! says so, which gives its memory back.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
