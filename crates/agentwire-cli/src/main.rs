@@ -135,6 +135,15 @@ struct ServeArgs {
     /// Deepest nesting of arrays and objects in JSON handed on unparsed (payload.context).
     #[arg(long, env = "AGENTWIRE_MAX_JSON_DEPTH", default_value_t = agentwire_server::DEFAULT_MAX_JSON_DEPTH)]
     max_json_depth: usize,
+    /// Events kept per user for resume after reconnect (0 turns replay off).
+    #[arg(long, env = "AGENTWIRE_REPLAY_MAX_EVENTS", default_value_t = agentwire_server::stream::DEFAULT_MAX_EVENTS)]
+    replay_max_events: usize,
+    /// Seconds an event is kept for resume.
+    #[arg(long, env = "AGENTWIRE_REPLAY_MAX_AGE_SECS", default_value_t = agentwire_server::stream::DEFAULT_MAX_AGE.as_secs())]
+    replay_max_age_secs: u64,
+    /// Server-wide memory budget of the replay window, in bytes (oldest evicted first).
+    #[arg(long, env = "AGENTWIRE_REPLAY_MAX_BYTES", default_value_t = agentwire_server::stream::DEFAULT_MAX_BYTES)]
+    replay_max_bytes: usize,
     /// Let clients open without credentials and authenticate with `auth_refresh` first.
     #[arg(long, env = "AGENTWIRE_IN_BAND_AUTH")]
     in_band_auth: bool,
@@ -268,6 +277,9 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
         .send_buffer_bytes(args.send_buffer_bytes)
         .max_json_depth(args.max_json_depth)
         .in_band_auth(args.in_band_auth)
+        .replay_max_events(args.replay_max_events)
+        .replay_max_age(Duration::from_secs(args.replay_max_age_secs))
+        .replay_max_bytes(args.replay_max_bytes)
         .auth_timeout(Duration::from_secs(args.auth_timeout_secs));
     for origin in &args.allowed_origin {
         builder = builder.allowed_origin(origin);

@@ -91,7 +91,7 @@ pub use inbound::{
 pub use payload::{
     AgentCompleted, AgentError, AgentResponseChunk, AgentStarted, AgentThinking, AuthRefreshed,
     ConnectionEstablished, ErrorReply, HeartbeatAck, OtherPayload, PROTOCOL_VERSION, Payload, Pong,
-    StreamPosition, ToolCompleted, ToolExecuting, ToolStatus,
+    ResumeOutcome, StreamPosition, ToolCompleted, ToolExecuting, ToolStatus,
 };
 pub use schema::{inbound_schema, outbound_schema, schema_files};
 pub use stamp::{EncodedFrame, Stamp, StreamStamper};

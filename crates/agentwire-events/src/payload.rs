@@ -268,6 +268,32 @@ pub struct ConnectionEstablished {
     pub server_time: Timestamp,
     /// Where the user's event stream stands.
     pub stream: StreamPosition,
+    /// What became of the resume the client asked for (`?epoch=&since=`); absent when it
+    /// asked for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeOutcome>,
+}
+
+/// `connection_established.payload.resume`: the answer to a client's `?epoch=&since=`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ResumeOutcome {
+    /// The events `from_seq..=to_seq` (`replayed` of them) follow this frame, as first
+    /// stamped, then live events.
+    Resumed {
+        /// How many events are replayed (`to_seq - from_seq + 1`; 0 when none was missed).
+        replayed: u64,
+        /// The first replayed `seq` (the client's `since` + 1).
+        from_seq: u64,
+        /// The last replayed `seq`; live events go on from `to_seq + 1`.
+        to_seq: u64,
+    },
+    /// The server cannot prove continuity: the client resynchronizes by other means.
+    Reset {
+        /// `epoch_changed`, `outside_window` or `unavailable`.
+        reason: String,
+    },
 }
 
 impl ConnectionEstablished {
@@ -288,7 +314,15 @@ impl ConnectionEstablished {
             max_message_bytes,
             server_time,
             stream,
+            resume: None,
         }
+    }
+
+    /// Sets `resume`: the answer to the client's resume request.
+    #[must_use]
+    pub fn with_resume(mut self, resume: ResumeOutcome) -> Self {
+        self.resume = Some(resume);
+        self
     }
 
     /// Sets `protocol_version` (a server speaking another version than this crate's).

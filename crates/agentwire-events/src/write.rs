@@ -225,6 +225,25 @@ fn payload(out: &mut String, payload: &Payload) {
             field_str(out, key!(first "epoch"), &p.stream.epoch);
             field_num(out, key!("seq"), p.stream.seq);
             out.push('}');
+            match &p.resume {
+                None => {}
+                Some(crate::ResumeOutcome::Resumed {
+                    replayed,
+                    from_seq,
+                    to_seq,
+                }) => {
+                    out.push_str(",\"resume\":{\"status\":\"resumed\"");
+                    field_num(out, key!("replayed"), *replayed);
+                    field_num(out, key!("from_seq"), *from_seq);
+                    field_num(out, key!("to_seq"), *to_seq);
+                    out.push('}');
+                }
+                Some(crate::ResumeOutcome::Reset { reason }) => {
+                    out.push_str(",\"resume\":{\"status\":\"reset\"");
+                    field_str(out, key!("reason"), reason);
+                    out.push('}');
+                }
+            }
         }
         Payload::Pong(p) => field_timestamp(out, key!(first "server_time"), p.server_time),
         Payload::HeartbeatAck(_) => {}

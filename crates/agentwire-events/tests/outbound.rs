@@ -302,3 +302,49 @@ fn error_reply_optional_fields() {
     );
     assert_eq!(parse_outbound(&frame.to_json()).unwrap(), frame);
 }
+
+#[test]
+fn connection_established_carries_the_resume_outcome_and_reads_back() {
+    use agentwire_events::{ConnectionEstablished, ResumeOutcome, StreamPosition, Timestamp};
+    let base = || {
+        ConnectionEstablished::new(
+            "conn_1",
+            "u1",
+            25_000,
+            65_536,
+            Timestamp::from_unix_millis(1_735_787_045_000).expect("time"),
+            StreamPosition::new("ep_1", 17),
+        )
+    };
+    for (resume, json) in [
+        (None, None),
+        (
+            Some(ResumeOutcome::Resumed {
+                replayed: 3,
+                from_seq: 15,
+                to_seq: 17,
+            }),
+            Some(r#""resume":{"status":"resumed","replayed":3,"from_seq":15,"to_seq":17}"#),
+        ),
+        (
+            Some(ResumeOutcome::Reset {
+                reason: "epoch_changed".to_owned(),
+            }),
+            Some(r#""resume":{"status":"reset","reason":"epoch_changed"}"#),
+        ),
+    ] {
+        let payload = match resume.clone() {
+            Some(resume) => base().with_resume(resume),
+            None => base(),
+        };
+        let frame = Event::connection_established(payload).stamp_control();
+        let text = frame.to_json();
+        match json {
+            Some(json) => assert!(text.contains(json), "{text}"),
+            None => assert!(!text.contains("resume"), "{text}"),
+        }
+        // The fast writer and serde agree, and a strict reader reads it back equal.
+        assert_eq!(serde_json::to_string(&frame).expect("serde"), text);
+        assert_eq!(parse_outbound(&text).expect("reads back"), frame);
+    }
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_session::SessionConfig;
+use agentwire_stream::WindowConfig;
 
 use crate::accept::IpNet;
 use crate::error::ServerConfigError;
@@ -33,6 +34,7 @@ pub struct Config {
     pub(crate) outbound_queue_frames: usize,
     pub(crate) write_timeout: Duration,
     pub(crate) in_band_auth: bool,
+    pub(crate) replay: WindowConfig,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) allow_query_token: bool,
     pub(crate) shutdown_timeout: Duration,
@@ -63,6 +65,7 @@ impl Default for Config {
             outbound_queue_frames: 256,
             write_timeout: Duration::from_secs(10),
             in_band_auth: false,
+            replay: WindowConfig::default(),
             allowed_origins: Vec::new(),
             allow_query_token: false,
             shutdown_timeout: Duration::from_secs(10),
@@ -206,6 +209,12 @@ impl Config {
         self.session.max_json_depth
     }
 
+    /// The replay window: events kept per user, for how long, and the server-wide memory
+    /// budget (`max_events` 0: replay off).
+    pub fn replay(&self) -> &WindowConfig {
+        &self.replay
+    }
+
     /// The per-connection rules every session runs with.
     pub fn session(&self) -> &SessionConfig {
         &self.session
@@ -241,6 +250,33 @@ impl ConfigBuilder {
     /// frame is answered 4401 `missing_token`.
     pub fn in_band_auth(mut self, allow: bool) -> Self {
         self.config.in_band_auth = allow;
+        self
+    }
+
+    /// The replay window (default: the last 1,000 events and at most 5 minutes per user, 64 MiB
+    /// server-wide, oldest evicted first). A reconnecting client that asks with
+    /// `?epoch=&since=` gets what it missed within the window, or `reset` with a reason.
+    pub fn replay(mut self, window: WindowConfig) -> Self {
+        self.config.replay = window;
+        self
+    }
+
+    /// Events kept per user for resume (default 1,000; 0 turns replay off).
+    pub fn replay_max_events(mut self, events: usize) -> Self {
+        self.config.replay.max_events = events;
+        self
+    }
+
+    /// How long an event is kept for resume (default 5 minutes).
+    pub fn replay_max_age(mut self, age: Duration) -> Self {
+        self.config.replay.max_age = age;
+        self
+    }
+
+    /// The server-wide memory budget of the replay window, in bytes (default 64 MiB); past it
+    /// the oldest events are evicted first.
+    pub fn replay_max_bytes(mut self, bytes: usize) -> Self {
+        self.config.replay.max_bytes = bytes;
         self
     }
 
@@ -517,6 +553,16 @@ impl ConfigBuilder {
             c.send_buffer_bytes == 0 || c.send_buffer_bytes >= 4096,
             "send_buffer_bytes",
             "0 (kernel auto-tuning) or at least 4 KiB",
+        )?;
+        if let Err(agentwire_stream::ConfigError::OutOfRange { setting, expected }) =
+            c.replay.validate()
+        {
+            return Err(ServerConfigError::OutOfRange { setting, expected });
+        }
+        check(
+            c.replay.max_events == 0 || c.replay.max_bytes >= 64 * 1024,
+            "replay_max_bytes",
+            "at least 64 KiB when replay is on",
         )?;
         if let Some(setting) = self.invalid {
             return Err(ServerConfigError::OutOfRange {

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use agentwire_auth::{AuthError, Principal, Validator};
-use agentwire_events::{Event, Timestamp};
+use agentwire_events::{Event, ResumeOutcome, Timestamp};
 use agentwire_session::{Action, Close, Host, Message as Request, RunStart, Session, Timeout};
 use agentwire_state::{CloseCode, CloseInfo, ConnectionRecord, ConnectionState, Counters};
+use agentwire_stream::{Decision, ResumeRequest};
 use agentwire_types::MessageType;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
@@ -25,13 +26,16 @@ use tokio::time::{sleep_until, timeout};
 
 use crate::error::HandlerError;
 use crate::handler::{MessageContext, Presence, Run, RunInner};
-use crate::hub::{Outbound, Registration};
+use crate::hub::{Outbound, Registered, Registration};
 use crate::queue;
 use crate::server::{Shared, flipped};
 
 /// What the handshake learned, handed to the connection task.
 pub(crate) struct Accepted {
     pub(crate) auth: Result<Principal, AuthError>,
+    /// The client's `?epoch=&since=`, boxed: most connections carry none, and the task holds
+    /// this until it opens.
+    pub(crate) resume: Option<Box<ResumeRequest>>,
     pub(crate) remote: Option<SocketAddr>,
     pub(crate) origin: Option<String>,
     pub(crate) accepted_at: Instant,
@@ -101,11 +105,12 @@ pub(crate) fn serve(
         opened_at: Instant::now(),
     };
     let auth = accepted.auth;
+    let resume = accepted.resume;
     // An async block, not an `async fn`: those copy their arguments into locals, and the
     // task would carry both copies.
     async move {
         let mut link: Option<Link> = None;
-        let end = match Box::pin(conn.open(auth, &mut link)).await {
+        let end = match Box::pin(conn.open(auth, resume, &mut link)).await {
             Ok(link) => conn.session(link).await,
             Err(end) => end,
         };
@@ -185,6 +190,7 @@ impl Connection {
     async fn open<'s>(
         &mut self,
         auth: Result<Principal, AuthError>,
+        resume: Option<Box<ResumeRequest>>,
         slot: &'s mut Option<Link>,
     ) -> Result<&'s mut Link, End> {
         let config = Arc::clone(&self.shared.config.session);
@@ -206,11 +212,19 @@ impl Connection {
         };
         let user_id: Arc<str> = Arc::from(principal.user_id());
         let limit = self.shared.config.max_connections_per_user;
-        let Ok((registration, queue, position)) =
-            self.shared.hub.register(&user_id, self.serial, limit)
+        let Ok(registered) =
+            self.shared
+                .hub
+                .register(&user_id, self.serial, limit, resume.as_deref())
         else {
             return Err(End::Session(Box::new(Close::too_many_connections(limit))));
         };
+        let Registered {
+            registration,
+            queue,
+            position,
+            resume,
+        } = registered;
         self.shared
             .metrics
             .handshakes_accepted
@@ -221,8 +235,27 @@ impl Connection {
         self.record(ConnectionState::Open, ConnectionState::Connecting)
             .with_user_id(&*user_id)
             .emit();
-        if let Some(established) = session.established(&self.id, position, Timestamp::now()) {
+        let (outcome, replay) = match resume {
+            Some((decision, frames)) => (Some(resume_outcome(&decision)), frames),
+            None => (None, Vec::new()),
+        };
+        if let Some(established) =
+            session.established(&self.id, position, outcome, Timestamp::now())
+        {
             self.send_event(established).await?;
+        }
+        if !replay.is_empty() {
+            // The events the client missed, as first sent, before anything live: the hub
+            // decided the replay and queued live events for this connection in one step.
+            let write_timeout = self.shared.config.write_timeout;
+            let written = write_within(write_timeout, async {
+                for frame in replay {
+                    self.feed(frame).await?;
+                }
+                self.socket.flush().await
+            })
+            .await;
+            io_outcome(&self.shared, written)?;
         }
         Ok(slot.insert(Link {
             session,
@@ -709,6 +742,24 @@ fn read_error(error: axum::Error) -> End {
     {
         Some(info) => End::Close(info),
         None => End::Drop(CloseInfo::code_only(CloseCode::AbnormalClosure)),
+    }
+}
+
+/// `connection_established.payload.resume` for a decision.
+fn resume_outcome(decision: &Decision) -> ResumeOutcome {
+    match decision {
+        Decision::Resumed(replay) => ResumeOutcome::Resumed {
+            replayed: replay.len(),
+            from_seq: replay.from_seq(),
+            to_seq: replay.to_seq(),
+        },
+        Decision::Reset(reason) => ResumeOutcome::Reset {
+            reason: reason.as_str().to_owned(),
+        },
+        // `Decision` is non-exhaustive: a decision this server does not know proves nothing.
+        _ => ResumeOutcome::Reset {
+            reason: "unavailable".to_owned(),
+        },
     }
 }
 

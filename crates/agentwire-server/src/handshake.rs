@@ -17,6 +17,8 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use agentwire_stream::ResumeRequest;
+
 use crate::accept::IpNet;
 use crate::connection::{self, Accepted};
 use crate::server::Shared;
@@ -86,6 +88,21 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
         return response;
     }
 
+    // `?epoch=&since=`: a malformed resume request is refused before the upgrade, naming the
+    // parameter.
+    let resume = match ResumeRequest::from_query(parts.uri.query()) {
+        Ok(resume) => resume.map(Box::new),
+        Err(error) => {
+            shared.metrics.handshake_rejected(error.code());
+            let body = serde_json::json!({ "error": {
+                "code": error.code(),
+                "message": error.to_string(),
+                "parameter": error.parameter().as_str(),
+            }});
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+
     let negotiation = ProtocolOffer::parse(parts.headers.get_all(header::SEC_WEBSOCKET_PROTOCOL))
         .and_then(|offer| {
             HandshakeRequest::new()
@@ -137,6 +154,7 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
 
     let accepted = Accepted {
         auth,
+        resume,
         remote,
         origin,
         accepted_at,

@@ -60,6 +60,8 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             "outbound_queue_frames": c.outbound_queue_frames,
             "max_runs_per_connection": c.max_runs_per_connection(),
             "in_band_auth": c.in_band_auth(),
+            "replay_max_events": c.replay().max_events,
+            "replay_max_age_ms": u64::try_from(c.replay().max_age.as_millis()).unwrap_or(u64::MAX),
             "max_json_depth": c.max_json_depth(),
             "auth_timeout_ms": u64::try_from(c.auth_timeout().as_millis()).unwrap_or(u64::MAX),
         },
@@ -74,7 +76,15 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        shared.metrics.render(),
+        metrics_text(&shared),
     )
         .into_response()
+}
+
+/// Every metric: the counters, then the replay window's.
+pub(crate) fn metrics_text(shared: &Shared) -> String {
+    let mut text = shared.metrics.render();
+    let (streams, stats) = shared.hub.window_stats();
+    crate::metrics::render_window(&mut text, streams, stats);
+    text
 }

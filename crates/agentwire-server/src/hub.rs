@@ -6,7 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metrics::Metrics;
 use crate::queue::{self, TrySendError};
-use agentwire_events::{Event, StreamPosition, StreamStamper};
+use std::time::{Duration, Instant};
+
+use agentwire_events::{Event, StreamPosition};
+use agentwire_stream::{
+    Decision, ResumeRequest, SharedFrame, UserStream, WindowConfig, WindowStats, WindowStore,
+};
 use agentwire_types::MessageType;
 use axum::extract::ws::Utf8Bytes;
 
@@ -31,8 +36,9 @@ pub trait Delivery: Send + Sync + 'static {
 pub struct Delivered {
     /// Connections the event was queued for.
     pub connections: usize,
-    /// The `seq` it got on the user's stream; `None` when the user has no stream here (no open
-    /// connection), in which case the event was dropped.
+    /// The `seq` it got on the user's stream. With the replay window on, an event for a user
+    /// without a connection gets one too and waits there for a resume; `None` when replay is
+    /// off and the user has no connection here, in which case the event was dropped.
     pub seq: Option<u64>,
 }
 
@@ -116,10 +122,14 @@ impl Outbound {
     }
 }
 
-thread_local! {
-    /// Where [`Hub::deliver`] writes a frame before copying it out at its exact length: it
-    /// keeps its capacity, so writing a frame never grows a buffer.
-    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+impl SharedFrame for Outbound {
+    fn from_json(json: &str, event: &Event) -> Outbound {
+        Outbound::copied(json, event.message_type())
+    }
+
+    fn json(&self) -> &str {
+        self.text.as_str()
+    }
 }
 
 struct Slot {
@@ -127,14 +137,34 @@ struct Slot {
     tx: queue::Sender<Outbound>,
 }
 
-struct UserStream {
+/// A user's entry: the stream (epoch, `seq`, the user's place in the replay window) and the
+/// connections open on this node. It outlives the connections while the window holds the
+/// user's events, so that a client that comes back can resume.
+struct UserEntry {
     /// The table's key; registrations share it without allocating.
     user_id: Arc<str>,
-    stamper: StreamStamper,
+    stream: UserStream,
     slots: Vec<Slot>,
 }
 
-type Shard = Mutex<HashTable<UserStream>>;
+/// One lock domain: a table of users and the replay window of their events.
+struct ShardState {
+    users: HashTable<UserEntry>,
+    window: WindowStore<Outbound>,
+    /// When the table was last swept for streams nobody will resume.
+    swept: Instant,
+}
+
+type Shard = Mutex<ShardState>;
+
+/// What [`Hub::register`] gives a new connection.
+pub(crate) struct Registered {
+    pub(crate) registration: Registration,
+    pub(crate) queue: queue::Receiver<Outbound>,
+    pub(crate) position: StreamPosition,
+    /// The answer to the client's resume request, and the frames to send before live ones.
+    pub(crate) resume: Option<(Decision, Vec<Outbound>)>,
+}
 
 /// This node's user streams: the connections it holds, by user, and the in-process
 /// [`Delivery`] (the default engine). Cheap to clone.
@@ -178,6 +208,10 @@ pub(crate) struct Hub {
     /// event costs a tenth of the instructions SipHash took (callgrind).
     hasher: DefaultHashBuilder,
     queue_frames: usize,
+    /// How often a shard's table is swept for streams whose window expired.
+    sweep_every: Duration,
+    /// Whether the task that sweeps every shard periodically runs.
+    sweeping: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -187,19 +221,63 @@ const SHARDS: usize = 64;
 pub(crate) struct TooManyConnections;
 
 impl Hub {
-    pub(crate) fn new(queue_frames: usize, metrics: Arc<Metrics>) -> Hub {
+    /// A hub whose shards share `window`'s budget. [`Config`](crate::Config) has validated
+    /// `window`; should a store still refuse it, replay is turned off (and logged) rather than
+    /// the server refused.
+    pub(crate) fn new(queue_frames: usize, window: &WindowConfig, metrics: Arc<Metrics>) -> Hub {
+        let now = Instant::now();
+        let store = || match WindowStore::new(window, SHARDS) {
+            Ok(store) => store,
+            Err(error) => {
+                tracing::error!(target: "agentwire::server", %error, "replay window refused: replay is off");
+                // Replay off validates whatever the other settings say.
+                WindowStore::new(&WindowConfig::off(), SHARDS)
+                    .expect("a replay window that is off always validates")
+            }
+        };
         Hub {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(ShardState {
+                        users: HashTable::new(),
+                        window: store(),
+                        swept: now,
+                    })
+                })
+                .collect(),
             hasher: DefaultHashBuilder::default(),
             queue_frames,
+            sweep_every: (window.max_age / 4).max(Duration::from_secs(1)),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
             metrics,
         }
+    }
+
+    /// Starts, once, the task that sweeps every shard each `sweep_every`, so that a quiet shard
+    /// gives its memory back too; it ends with the hub. Called from a connection's task (a
+    /// runtime is there).
+    fn start_sweeping(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Relaxed) {
+            return;
+        }
+        let hub = Arc::downgrade(self);
+        let every = self.sweep_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(hub) = hub.upgrade() else { return };
+                hub.sweep_all();
+            }
+        });
     }
 
     /// The user's shard, locked, and the user id's hash: computed once, it picks the shard
     /// (bits 32 and up) and the slot in the shard's table (the table uses the low and the top
     /// seven bits, so the shard index does not skew either).
-    fn shard(&self, user_id: &str) -> (u64, MutexGuard<'_, HashTable<UserStream>>) {
+    fn shard(&self, user_id: &str) -> (u64, MutexGuard<'_, ShardState>) {
         let hash = self.hasher.hash_one(user_id);
         let index = (hash >> 32) as usize % SHARDS;
         // A panic while holding a shard cannot leave a stream half-updated in a way that
@@ -208,27 +286,40 @@ impl Hub {
         (hash, guard)
     }
 
-    /// Adds a connection to `user_id`'s stream, unless the user already has `max` open.
+    /// Adds a connection to `user_id`'s stream, unless the user already has `max` open, and
+    /// answers its resume request. Registration and the replay are decided in one critical
+    /// section: the replay ends where the connection's live events begin.
     pub(crate) fn register(
         self: &Arc<Self>,
         user_id: &str,
         connection: u64,
         max: usize,
-    ) -> Result<(Registration, queue::Receiver<Outbound>, StreamPosition), TooManyConnections> {
-        let (hash, mut shard) = self.shard(user_id);
-        let mut first = false;
-        let stream = match shard.find_mut(hash, |s| &*s.user_id == user_id) {
-            Some(stream) if stream.slots.len() >= max => return Err(TooManyConnections),
-            Some(stream) => stream,
+        resume: Option<&ResumeRequest>,
+    ) -> Result<Registered, TooManyConnections> {
+        self.start_sweeping();
+        let now = Instant::now();
+        let (hash, mut guard) = self.shard(user_id);
+        let shard = &mut *guard;
+        shard.window.expire(now);
+        let first;
+        let mut created = false;
+        let entry = match shard.users.find_mut(hash, |s| &*s.user_id == user_id) {
+            Some(entry) if entry.slots.len() >= max => return Err(TooManyConnections),
+            Some(entry) => {
+                first = entry.slots.is_empty();
+                entry
+            }
             None => {
                 first = true;
+                created = true;
                 let hasher = &self.hasher;
                 shard
+                    .users
                     .insert_unique(
                         hash,
-                        UserStream {
+                        UserEntry {
                             user_id: Arc::from(user_id),
-                            stamper: StreamStamper::new(),
+                            stream: UserStream::new(now),
                             slots: Vec::new(),
                         },
                         |s| hasher.hash_one(&*s.user_id),
@@ -236,63 +327,128 @@ impl Hub {
                     .into_mut()
             }
         };
-        let key = Arc::clone(&stream.user_id);
+        let resume = resume.map(|request| {
+            if created {
+                // No history here for this user: whatever the client saw is gone.
+                (
+                    agentwire_stream::decide(&agentwire_stream::StreamState::Unknown, request),
+                    Vec::new(),
+                )
+            } else {
+                let resumed = entry.stream.resume(&shard.window, request);
+                (resumed.decision, resumed.frames)
+            }
+        });
+        let key = Arc::clone(&entry.user_id);
         let (tx, rx) = queue::channel(self.queue_frames);
-        stream.slots.push(Slot { connection, tx });
-        let position = stream.stamper.position();
-        drop(shard);
-        let registration = Registration {
-            hub: Arc::clone(self),
-            user_id: key,
-            connection,
-            first,
-            left: false,
-        };
-        Ok((registration, rx, position))
+        entry.slots.push(Slot { connection, tx });
+        let position = entry.stream.position();
+        drop(guard);
+        if let Some((decision, frames)) = &resume {
+            self.metrics.resumed(decision, frames.len());
+        }
+        Ok(Registered {
+            registration: Registration {
+                hub: Arc::clone(self),
+                user_id: key,
+                connection,
+                first,
+                left: false,
+            },
+            queue: rx,
+            position,
+            resume,
+        })
     }
 
-    /// Removes a connection; whether it was the user's last.
+    /// Removes a connection; whether it was the user's last. The user's stream stays while
+    /// its window holds events (or for the window's age after this), for a resume.
     fn unregister(&self, user_id: &str, connection: u64) -> bool {
-        let (hash, mut shard) = self.shard(user_id);
-        if let Ok(mut entry) = shard.find_entry(hash, |s| &*s.user_id == user_id) {
-            let stream = entry.get_mut();
-            stream.slots.retain(|slot| slot.connection != connection);
-            if stream.slots.is_empty() {
-                entry.remove();
-                return true;
-            }
+        let now = Instant::now();
+        let (hash, mut guard) = self.shard(user_id);
+        let shard = &mut *guard;
+        let Ok(mut entry) = shard.users.find_entry(hash, |s| &*s.user_id == user_id) else {
+            return false;
+        };
+        let user = entry.get_mut();
+        user.slots.retain(|slot| slot.connection != connection);
+        if !user.slots.is_empty() {
+            return false;
         }
-        false
+        user.stream.touch(now);
+        if user.stream.is_expired(&shard.window, now) {
+            entry.remove();
+        }
+        self.sweep(shard, now);
+        true
+    }
+
+    /// Drops, at most every `sweep_every`, the streams of users with no connection whose
+    /// window expired: memory returns to what it was once nobody can resume.
+    fn sweep(&self, shard: &mut ShardState, now: Instant) {
+        if now.saturating_duration_since(shard.swept) < self.sweep_every {
+            return;
+        }
+        shard.swept = now;
+        shard.window.expire(now);
+        let window = &shard.window;
+        shard
+            .users
+            .retain(|user| !user.slots.is_empty() || !user.stream.is_expired(window, now));
+    }
+
+    /// Expires old events and idle streams in every shard (the server calls it periodically,
+    /// so a quiet shard gives its memory back too).
+    pub(crate) fn sweep_all(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let mut guard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let shard = &mut *guard;
+            shard.swept = now.checked_sub(self.sweep_every).unwrap_or(shard.swept);
+            self.sweep(shard, now);
+        }
     }
 
     /// How many connections `user_id` has open on this node.
     pub(crate) fn connections(&self, user_id: &str) -> usize {
         let (hash, shard) = self.shard(user_id);
         shard
+            .users
             .find(hash, |s| &*s.user_id == user_id)
-            .map_or(0, |stream| stream.slots.len())
+            .map_or(0, |user| user.slots.len())
     }
 
     /// Users with at least one open connection.
     pub(crate) fn users(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| {
+                let shard = s.lock().unwrap_or_else(|e| e.into_inner());
+                shard.users.iter().filter(|u| !u.slots.is_empty()).count()
+            })
             .sum()
     }
-}
 
-impl Hub {
+    /// User streams held (with or without a connection), and the replay window's counters.
+    pub(crate) fn window_stats(&self) -> (usize, WindowStats) {
+        self.shards
+            .iter()
+            .fold((0, WindowStats::default()), |(streams, stats), s| {
+                let shard = s.lock().unwrap_or_else(|e| e.into_inner());
+                (streams + shard.users.len(), stats + shard.window.stats())
+            })
+    }
+
     /// Sends a connection-scoped control frame (a reply) to one connection of `user_id`;
     /// whether it was queued.
     pub(crate) fn send_to(&self, user_id: &str, connection: u64, event: Event) -> bool {
         let message_type = event.message_type();
         let text = event.stamp_control().to_json();
         let (hash, shard) = self.shard(user_id);
-        let Some(stream) = shard.find(hash, |s| &*s.user_id == user_id) else {
+        let Some(user) = shard.users.find(hash, |s| &*s.user_id == user_id) else {
             return false;
         };
-        let Some(slot) = stream.slots.iter().find(|s| s.connection == connection) else {
+        let Some(slot) = user.slots.iter().find(|s| s.connection == connection) else {
             return false;
         };
         slot.tx
@@ -304,24 +460,41 @@ impl Hub {
     }
 
     pub(crate) fn deliver(&self, user_id: &str, event: Event) -> Delivered {
-        let (hash, mut shard) = self.shard(user_id);
-        let Some(stream) = shard.find_mut(hash, |s| &*s.user_id == user_id) else {
-            return Delivered::default();
+        let now = Instant::now();
+        let (hash, mut guard) = self.shard(user_id);
+        let shard = &mut *guard;
+        let user = match shard.users.find_mut(hash, |s| &*s.user_id == user_id) {
+            Some(user) => user,
+            // No stream here and no window to keep the event for a later resume: dropped.
+            None if !shard.window.replay_enabled() => return Delivered::default(),
+            // Kept for the user's next connection that resumes.
+            None => {
+                let hasher = &self.hasher;
+                shard
+                    .users
+                    .insert_unique(
+                        hash,
+                        UserEntry {
+                            user_id: Arc::from(user_id),
+                            stream: UserStream::new(now),
+                            slots: Vec::new(),
+                        },
+                        |s| hasher.hash_one(&*s.user_id),
+                    )
+                    .into_mut()
+            }
         };
-        // Stamped, encoded and queued under the user's lock, so every connection sees the
-        // stream's events in `seq` order.
-        let (seq, outbound) = SCRATCH.with_borrow_mut(|scratch| {
-            scratch.clear();
-            let seq = stream.stamper.emit_into(&event, scratch);
-            (seq, Outbound::copied(scratch, event.message_type()))
-        });
+        // Stamped, encoded, kept and queued under the user's lock, so every connection sees
+        // the stream's events in `seq` order, and a resume sees exactly what was sent.
+        let appended = user.stream.append(&event, now, &mut shard.window);
+        let seq = appended.seq;
         let mut connections = 0;
         // Each slot but the last gets a clone, the last the frame itself: with one connection
-        // (the usual case) nothing is cloned. A slot whose queue refuses the frame leaves.
-        let mut frame = Some(outbound);
+        // (the usual case) nothing more is cloned. A slot whose queue refuses the frame leaves.
+        let mut frame = Some(appended.frame);
         let mut i = 0;
-        while let Some(slot) = stream.slots.get(i) {
-            let this = if i + 1 == stream.slots.len() {
+        while let Some(slot) = user.slots.get(i) {
+            let this = if i + 1 == user.slots.len() {
                 frame.take()
             } else {
                 frame.clone()
@@ -339,7 +512,7 @@ impl Hub {
                         // with 4008 once it has written what was already queued.
                         self.metrics.queue_drops.fetch_add(1, Relaxed);
                     }
-                    stream.slots.remove(i);
+                    user.slots.remove(i);
                 }
             }
         }

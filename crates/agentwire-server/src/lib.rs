@@ -78,6 +78,7 @@ pub use agentwire_session::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PONG_TIMEOUT, DEFAULT_RATE_LIMIT_PER_SEC, SessionConfig,
 };
 pub use agentwire_state as state;
+pub use agentwire_stream::{self as stream, WindowConfig};
 pub use agentwire_types::{self as types, MessageType};
 
 /// The README's Rust examples, compiled as doc tests so they cannot rot.

@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     bytes_out: AtomicU64,
     /// WebSocket pings and pongs received from clients.
     pub(crate) control_frames_in: AtomicU64,
+    /// Events sent again to resuming connections.
+    events_replayed: AtomicU64,
     labelled: Mutex<Labelled>,
 }
 
@@ -39,6 +41,7 @@ impl Default for PerType {
 #[derive(Default)]
 struct Labelled {
     handshake_rejections: BTreeMap<&'static str, u64>,
+    resumes: BTreeMap<(&'static str, &'static str), u64>,
     errors: BTreeMap<&'static str, u64>,
     closes: BTreeMap<u16, u64>,
 }
@@ -71,6 +74,17 @@ impl Metrics {
     /// An `error` frame sent, by code.
     pub(crate) fn error_sent(&self, code: &'static str) {
         self.with_labelled(|l| *l.errors.entry(code).or_default() += 1);
+    }
+
+    /// A resume request answered: `resumed` (with how many events replayed) or `reset` with
+    /// its reason.
+    pub(crate) fn resumed(&self, decision: &agentwire_stream::Decision, replayed: usize) {
+        let reason = match decision {
+            agentwire_stream::Decision::Reset(reason) => reason.as_str(),
+            _ => "",
+        };
+        self.events_replayed.fetch_add(replayed as u64, Relaxed);
+        self.with_labelled(|l| *l.resumes.entry((decision.status(), reason)).or_default() += 1);
     }
 
     /// A connection closed, by close code.
@@ -143,6 +157,12 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "agentwire_events_replayed_total",
+            "Events sent again to connections that resumed.",
+            self.events_replayed.load(Relaxed),
+        );
+        counter(
+            &mut out,
             "agentwire_control_frames_in_total",
             "WebSocket pings and pongs received from clients (each ping is answered with a pong).",
             self.control_frames_in.load(Relaxed),
@@ -181,6 +201,17 @@ impl Metrics {
             }
             let _ = write!(
                 out,
+                "# HELP agentwire_resumes_total Resume requests, by outcome (resumed, or reset with its reason).\n\
+                 # TYPE agentwire_resumes_total counter\n"
+            );
+            for ((status, reason), n) in &l.resumes {
+                let _ = writeln!(
+                    out,
+                    "agentwire_resumes_total{{status=\"{status}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+            let _ = write!(
+                out,
                 "# HELP agentwire_errors_total Error frames sent, by code.\n\
                  # TYPE agentwire_errors_total counter\n"
             );
@@ -202,4 +233,31 @@ impl Metrics {
         });
         out
     }
+}
+
+/// The replay window's gauges and counters (summed over the hub's shards), appended to `out`.
+pub(crate) fn render_window(
+    out: &mut String,
+    streams: usize,
+    stats: agentwire_stream::WindowStats,
+) {
+    let _ = write!(
+        out,
+        "# HELP agentwire_streams User streams held (with or without a connection).\n\
+         # TYPE agentwire_streams gauge\nagentwire_streams {streams}\n\
+         # HELP agentwire_replay_events Events held in the replay window.\n\
+         # TYPE agentwire_replay_events gauge\nagentwire_replay_events {}\n\
+         # HELP agentwire_replay_bytes Bytes held in the replay window (frames and bookkeeping).\n\
+         # TYPE agentwire_replay_bytes gauge\nagentwire_replay_bytes {}\n\
+         # HELP agentwire_replay_evictions_total Events evicted from the replay window, by cause.\n\
+         # TYPE agentwire_replay_evictions_total counter\n\
+         agentwire_replay_evictions_total{{cause=\"count\"}} {}\n\
+         agentwire_replay_evictions_total{{cause=\"age\"}} {}\n\
+         agentwire_replay_evictions_total{{cause=\"budget\"}} {}\n",
+        stats.held_events,
+        stats.held_bytes,
+        stats.evicted_by_count,
+        stats.evicted_by_age,
+        stats.evicted_by_budget,
+    );
 }

@@ -171,6 +171,7 @@ impl<H: Handler> ServerBuilder<H> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(
             self.config.outbound_queue_frames,
+            &self.config.replay,
             Arc::clone(&metrics),
         ));
         let local = LocalStreams::new(Arc::clone(&hub));
@@ -243,7 +244,7 @@ impl Server {
     /// agentwire's metrics in the Prometheus text format (what `GET /metrics` answers), to
     /// append to an application's own `/metrics`. Every name starts with `agentwire_`.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render()
+        http::metrics_text(&self.shared)
     }
 
     /// The emitter: sends events to a user's stream from any task.

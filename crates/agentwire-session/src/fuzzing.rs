@@ -102,6 +102,7 @@ pub fn session(data: &[u8]) {
     if let Some(event) = session.established(
         "conn_1",
         StreamPosition::new("ep_fuzz", 0),
+        None,
         Timestamp::now(),
     ) {
         check_frame(event);
@@ -131,6 +132,7 @@ pub fn session(data: &[u8]) {
                             .established(
                                 "conn_1",
                                 StreamPosition::new("ep_fuzz", 0),
+                                None,
                                 Timestamp::now(),
                             )
                             .expect("authenticated");

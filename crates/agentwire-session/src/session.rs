@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use agentwire_auth::{AuthError, Principal, Token, Validator};
 use agentwire_events::{
     AuthRefreshed, ConnectionEstablished, ErrorCode, ErrorReply, Event, OtherRequest, RawJson,
-    Request, RunRequest, StreamPosition, Timestamp, parse_inbound,
+    Request, ResumeOutcome, RunRequest, StreamPosition, Timestamp, parse_inbound,
 };
 use agentwire_state::{CloseCode, CloseInfo};
 use agentwire_types::MessageType;
@@ -285,22 +285,28 @@ impl Session {
         }
     }
 
-    /// The `connection_established` frame, the first the client gets once authenticated.
+    /// The `connection_established` frame, the first the client gets once authenticated, with
+    /// the answer to its resume request when it made one.
     pub fn established(
         &self,
         connection_id: &str,
         stream: StreamPosition,
+        resume: Option<ResumeOutcome>,
         server_time: Timestamp,
     ) -> Option<Event> {
         let principal = self.principal()?;
-        Some(Event::connection_established(ConnectionEstablished::new(
+        let mut payload = ConnectionEstablished::new(
             connection_id,
             principal.user_id(),
             millis(self.config.heartbeat_interval),
             self.config.max_message_bytes as u64,
             server_time,
             stream,
-        )))
+        );
+        if let Some(resume) = resume {
+            payload = payload.with_resume(resume);
+        }
+        Some(Event::connection_established(payload))
     }
 
     /// A WebSocket ping or pong from the peer: it is alive, and the frame counts toward the

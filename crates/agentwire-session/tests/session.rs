@@ -390,7 +390,7 @@ fn in_band_authentication_within_the_auth_timeout() {
     assert!(silent.principal().is_none());
     assert!(
         silent
-            .established("c", position.clone(), Timestamp::now())
+            .established("c", position.clone(), None, Timestamp::now())
             .is_none()
     );
     assert_eq!(silent.poll_timeout(), start + Duration::from_secs(5));
@@ -419,7 +419,7 @@ fn in_band_authentication_within_the_auth_timeout() {
     assert!(matches!(handled.action, Action::Authenticated));
     let established = wire(
         session
-            .established("conn_1", position, Timestamp::now())
+            .established("conn_1", position, None, Timestamp::now())
             .expect("established once authenticated"),
     );
     assert_eq!(established["payload"]["user_id"], "ina");
