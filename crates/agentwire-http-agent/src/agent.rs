@@ -357,6 +357,67 @@ impl HttpAgent {
         max - self.inner.permits.available_permits().min(max)
     }
 
+    /// The agent's counters in the Prometheus text format, to append to the server's
+    /// `/metrics` (as an embedding service appends its own): runs forwarded and completed,
+    /// failures by code, refusals by code, runs in flight.
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write;
+        let stats = &self.inner.stats;
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, values: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in values {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "agentwire_agent_runs_forwarded_total",
+            "counter",
+            "Runs forwarded to an agent service.",
+            &[("", stats.forwarded.load(Relaxed))],
+        );
+        metric(
+            "agentwire_agent_runs_completed_total",
+            "counter",
+            "Forwarded runs that ended with the service's own terminal event.",
+            &[("", stats.completed.load(Relaxed))],
+        );
+        let labels: Vec<String> = AgentFailure::CODES
+            .iter()
+            .map(|code| format!("{{code=\"{code}\"}}"))
+            .collect();
+        let failures: Vec<(&str, u64)> = labels
+            .iter()
+            .zip(&stats.failures)
+            .map(|(labels, count)| (labels.as_str(), count.load(Relaxed)))
+            .collect();
+        metric(
+            "agentwire_agent_run_failures_total",
+            "counter",
+            "Forwarded runs ended with agent_error, by code.",
+            &failures,
+        );
+        metric(
+            "agentwire_agent_requests_refused_total",
+            "counter",
+            "Run requests refused with an error frame, by code.",
+            &[
+                (
+                    "{code=\"unknown_agent\"}",
+                    stats.refused_unknown.load(Relaxed),
+                ),
+                ("{code=\"agent_busy\"}", stats.refused_busy.load(Relaxed)),
+            ],
+        );
+        metric(
+            "agentwire_agent_runs_in_flight",
+            "gauge",
+            "Forwarded runs in flight.",
+            &[("", self.in_flight() as u64)],
+        );
+        out
+    }
+
     fn fail(&self, run: &Run, service: Option<&Service>, failure: &AgentFailure) {
         if let Some(i) = AgentFailure::CODES
             .iter()

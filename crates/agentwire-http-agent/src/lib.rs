@@ -70,7 +70,9 @@
 //! HTTP connection (the service sees the client disconnect), and the server ends the run with
 //! `agent_error` / `cancelled`. Each failure is logged (`tracing`, with the run id, user id,
 //! service URL and code; never a token or payload text) and counted
-//! ([`HttpAgent::failures`]).
+//! ([`HttpAgent::failures`], and [`HttpAgent::metrics_text`] in the Prometheus format, for a
+//! service to append to `/metrics`). The same contract for service authors is in
+//! `docs/agents.md`.
 //!
 //! ```no_run
 //! use agentwire_http_agent::{HttpAgent, Service};

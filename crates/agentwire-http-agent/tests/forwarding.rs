@@ -213,6 +213,14 @@ async fn agent_service(
             ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
         }
         "slow" => stream(&state, "slow", nd, vec![started()], true),
+        "broken" => {
+            // A chunked body that fails after its first line: hyper aborts the connection.
+            let body = futures_util::stream::iter([
+                Ok(Bytes::from(started())),
+                Err(std::io::Error::other("the service breaks")),
+            ]);
+            ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
+        }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -278,6 +286,7 @@ impl Harness {
             "no_terminal",
             "idle",
             "slow",
+            "broken",
         ] {
             builder = builder.agent(
                 scenario,
@@ -496,6 +505,11 @@ async fn unknown_agent_name_is_an_error_frame_and_no_run() {
     h.assert_usable().await;
     assert!(h.seen.lock().unwrap().requests.is_empty());
     assert_eq!(h.agent.refused(), (1, 0));
+    assert!(
+        h.agent
+            .metrics_text()
+            .contains("agentwire_agent_requests_refused_total{code=\"unknown_agent\"} 1\n")
+    );
     assert_eq!(h.agent.forwarded_runs(), 0);
 }
 
@@ -574,6 +588,15 @@ async fn unreachable_service() {
     assert_eq!(frames[0]["payload"]["recoverable"], true);
     h.assert_usable().await;
     assert_eq!(h.agent.failures("agent_unreachable"), 1);
+    let metrics = h.agent.metrics_text();
+    assert!(
+        metrics.contains("agentwire_agent_run_failures_total{code=\"agent_unreachable\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agentwire_agent_runs_forwarded_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -646,4 +669,29 @@ async fn idle_service() {
         "agent_completed"
     );
     let _ = h.service;
+}
+
+#[tokio::test]
+async fn connection_broken_mid_response() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("broken").await;
+    assert_eq!(code, "agent_connection_failed");
+    // Whether the line before the break got through depends on the service's buffering.
+    assert!(frames.len() <= 2, "{frames:?}");
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn total_timeout() {
+    let mut h = Harness::start(|b, _| {
+        b.idle_timeout(PATIENCE)
+            .total_timeout(Some(Duration::from_millis(300)))
+    })
+    .await;
+    let (frames, code) = h.failing_run("slow").await;
+    assert_eq!(code, "agent_timeout");
+    assert_eq!(frames[0]["type"], "agent_started");
+    h.disconnect_of("slow").await;
+    h.assert_usable().await;
+    assert_eq!(h.agent.failures("agent_timeout"), 1);
 }
