@@ -514,6 +514,7 @@ impl HttpAgent {
                 continue; // trailers
             };
             if lines.feed(&data, |line| relay.line(line), too_long)? {
+                drain(run, body, idle.min(DRAIN_TIMEOUT), max).await;
                 return Ok(());
             }
         }
@@ -521,6 +522,34 @@ impl HttpAgent {
             return Ok(());
         }
         Err(AgentFailure::NoTerminal)
+    }
+}
+
+/// How long to wait for the end of a response after its terminal event.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads what follows the terminal event, briefly and up to `max` bytes, so that a response
+/// that ends right after it leaves its connection to the pool for the next run; anything else
+/// is dropped with the connection (and logged when it is not blank: the run is over).
+async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max: usize) {
+    let mut read = 0;
+    let drained = timeout(within, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                read += data.len();
+                if read > max || !data.iter().all(u8::is_ascii_whitespace) {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(drained, Ok(true)) {
+        tracing::debug!(
+            run_id = run.run_id(),
+            "agent service response continued after the terminal event; connection dropped"
+        );
     }
 }
 

@@ -34,8 +34,10 @@
 //! line, `{"type": ..., "payload": {...}}`, with any name or alias of the type in any case
 //! (normalized by `agentwire_types::normalize`, like inbound frames) and payloads as in
 //! `docs/schema`. Blank lines are skipped, `\r\n` is accepted, the last line needs no newline,
-//! other fields of a line are ignored. Nothing after the terminal event is read: the
-//! connection is closed rather than reused.
+//! other fields of a line are ignored. The run ends on the wire with the terminal event;
+//! after it the response is read only to its end (briefly, blank lines only), so that the
+//! connection goes back to the pool for the next run: a service should end its response right
+//! after the terminal event. Anything else after it is ignored and the connection dropped.
 //!
 //! # The service token
 //!

@@ -12,7 +12,7 @@ use agentwire_http_agent::{HttpAgent, HttpAgentBuilder, Service};
 use agentwire_server::Server;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -35,6 +35,8 @@ const USER: &str = "user-1";
 struct Seen {
     /// Per request: the `Authorization` header and the body.
     requests: Vec<(Option<String>, Value)>,
+    /// Per request: the client's address (the same one for a reused connection).
+    peers: Vec<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -107,6 +109,7 @@ fn stream(
 
 async fn agent_service(
     State(state): State<ServiceState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(scenario): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -115,12 +118,11 @@ async fn agent_service(
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default().to_owned());
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state
-        .seen
-        .lock()
-        .unwrap()
-        .requests
-        .push((authorization, request));
+    {
+        let mut seen = state.seen.lock().unwrap();
+        seen.requests.push((authorization, request));
+        seen.peers.push(peer);
+    }
     let nd = "application/x-ndjson";
     match scenario.as_str() {
         "happy" => stream(
@@ -213,6 +215,7 @@ async fn agent_service(
             ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
         }
         "slow" => stream(&state, "slow", nd, vec![started()], true),
+        "keepalive" => stream(&state, "keepalive", nd, vec![started(), completed()], false),
         "broken" => {
             // A chunked body that fails after its first line: hyper aborts the connection.
             let body = futures_util::stream::iter([
@@ -252,7 +255,12 @@ async fn start_service() -> (
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     (addr, seen, disconnects)
 }
@@ -287,6 +295,7 @@ impl Harness {
             "idle",
             "slow",
             "broken",
+            "keepalive",
         ] {
             builder = builder.agent(
                 scenario,
@@ -694,4 +703,29 @@ async fn total_timeout() {
     h.disconnect_of("slow").await;
     h.assert_usable().await;
     assert_eq!(h.agent.failures("agent_timeout"), 1);
+}
+
+#[tokio::test]
+async fn a_completed_run_leaves_its_connection_to_the_next() {
+    let mut h = Harness::start(|b, _| b).await;
+    for _ in 0..2 {
+        h.ask("keepalive").await;
+        let frames = h.run_frames().await;
+        assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+        // The terminal event is relayed before the response's end is read: wait for the
+        // run to finish on the agent's side too.
+        for _ in 0..PATIENCE.as_millis() / 10 {
+            if h.agent.in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(h.agent.in_flight(), 0);
+    }
+    let seen = h.seen.lock().unwrap();
+    assert_eq!(seen.peers.len(), 2);
+    assert_eq!(
+        seen.peers[0], seen.peers[1],
+        "one keep-alive connection for both runs"
+    );
 }
