@@ -635,3 +635,102 @@ impl Handler for HttpAgent {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_are_absolute_http() {
+        let service = Service::ndjson("http://127.0.0.1:9000/run").unwrap();
+        assert_eq!(service.url().path(), "/run");
+        assert_eq!(service.protocol(), Protocol::Ndjson);
+        for bad in [
+            "https://host/run",
+            "/run",
+            "host:9000",
+            "http://",
+            "not a url",
+        ] {
+            assert!(
+                matches!(Service::ndjson(bad), Err(BuildError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn protocols_by_name() {
+        assert_eq!("NDJSON".parse::<Protocol>().unwrap(), Protocol::Ndjson);
+        assert_eq!(Protocol::Ndjson.as_str(), "ndjson");
+        assert!(matches!(
+            "ag-ui".parse::<Protocol>(),
+            Err(BuildError::UnknownProtocol(_))
+        ));
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let zero = |b: HttpAgentBuilder| match b.build() {
+            Err(BuildError::Zero { setting }) => setting,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            zero(HttpAgent::builder().max_line_bytes(0)),
+            "max_line_bytes"
+        );
+        assert_eq!(zero(HttpAgent::builder().max_in_flight(0)), "max_in_flight");
+        assert_eq!(
+            zero(HttpAgent::builder().idle_timeout(Duration::ZERO)),
+            "idle_timeout"
+        );
+        assert_eq!(
+            zero(HttpAgent::builder().total_timeout(Some(Duration::ZERO))),
+            "total_timeout"
+        );
+    }
+
+    #[test]
+    fn names_pick_services() {
+        let agent = HttpAgent::builder()
+            .default_service(Service::ndjson("http://a/run").unwrap())
+            .agent("b", Service::ndjson("http://b/run").unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(agent.service_for(None).unwrap().url().host(), Some("a"));
+        assert_eq!(
+            agent.service_for(Some("b")).unwrap().url().host(),
+            Some("b")
+        );
+        assert!(agent.service_for(Some("B")).is_none());
+        let request = RunRequest::new("hi").with_agent_name("c");
+        let refused = agent
+            .accepts(MessageType::StartAgent, &request)
+            .unwrap_err();
+        assert_eq!(refused.code(), UNKNOWN_AGENT);
+        assert!(
+            agent
+                .accepts(MessageType::StartAgent, &RunRequest::new("hi"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_failure_has_a_listed_code() {
+        for failure in [
+            AgentFailure::Unreachable,
+            AgentFailure::HttpStatus { status: 500 },
+            AgentFailure::NoTerminal,
+            AgentFailure::Busy,
+            AgentFailure::Token,
+            AgentFailure::Connection,
+            AgentFailure::IdleTimeout(Duration::from_secs(1)),
+            AgentFailure::TotalTimeout(Duration::from_secs(1)),
+            AgentFailure::LineTooLarge { limit: 1 },
+        ] {
+            assert!(AgentFailure::CODES.contains(&failure.code()), "{failure:?}");
+        }
+        assert!(AgentFailure::HttpStatus { status: 503 }.is_recoverable());
+        assert!(!AgentFailure::HttpStatus { status: 404 }.is_recoverable());
+    }
+}

@@ -79,9 +79,18 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Payload, String> {
     Ok(payload)
 }
 
-/// `message` up to its first quoted value, if any.
+/// `message` without the values serde quotes in it (a string's text, an enum variant): up to
+/// the first quote or backtick, except a missing or unknown field's name, which is kept.
 fn without_quoted(message: &str) -> String {
-    match message.find('"') {
+    for keep in ["missing field `", "unknown field `"] {
+        if let Some(at) = message.find(keep) {
+            let name_start = at + keep.len();
+            if let Some(len) = message[name_start..].find('`') {
+                return message[..name_start + len + 1].to_owned();
+            }
+        }
+    }
+    match message.find(['"', '`']) {
         Some(at) => format!("{}...", message[..at].trim_end()),
         None => message.to_owned(),
     }
@@ -217,6 +226,9 @@ mod tests {
             &b"not json"[..],
             br#"{"type":"no_such_type","payload":{}}"#,
             br#"{"type":"tool_completed","payload":{"tool_call_id":"secret text"}}"#,
+            br#"{"type":"tool_completed","payload":{"tool_name":"t","tool_call_id":"c",
+                "result":1,"duration_ms":1,"status":"secret text"}}"#,
+            br#"{"type":"agent_thinking","payload":{"reasoning":"secret text","step":"secret text"}}"#,
             br#"{"type":"agent_started","payload":[]}"#,
             br#"{"type":"pong","payload":{"server_time":"2025-01-01T00:00:00Z"}}"#,
             br#"{"payload":{}}"#,
