@@ -215,6 +215,20 @@ async fn agent_service(
             ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
         }
         "slow" => stream(&state, "slow", nd, vec![started()], true),
+        "no_headers" => std::future::pending().await,
+        "own_error" => stream(
+            &state,
+            "own_error",
+            nd,
+            vec![
+                started(),
+                line(
+                    "agent_failed",
+                    json!({"code": "quota_exceeded", "message": "no quota", "recoverable": true}),
+                ),
+            ],
+            false,
+        ),
         "keepalive" => stream(&state, "keepalive", nd, vec![started(), completed()], false),
         "broken" => {
             // A chunked body that fails after its first line: hyper aborts the connection.
@@ -283,7 +297,8 @@ impl Harness {
             .service_token_secret(SERVICE_SECRET)
             .default_service(Service::ndjson(&format!("http://{service}/happy")).unwrap())
             .max_line_bytes(1024)
-            .idle_timeout(Duration::from_millis(300));
+            // Long enough that a loaded machine does not trip it between the scenarios' lines.
+            .idle_timeout(Duration::from_millis(1500));
         for scenario in [
             "happy",
             "status",
@@ -296,6 +311,8 @@ impl Harness {
             "slow",
             "broken",
             "keepalive",
+            "no_headers",
+            "own_error",
         ] {
             builder = builder.agent(
                 scenario,
@@ -407,6 +424,18 @@ impl Harness {
         assert_eq!(pong["type"], "pong", "{pong}");
     }
 
+    /// Waits for the agent's runs to finish on its side: the terminal event is relayed
+    /// before the response's end is read.
+    async fn settled(&self) {
+        for _ in 0..PATIENCE.as_millis() / 10 {
+            if self.agent.in_flight() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("runs still in flight: {}", self.agent.in_flight());
+    }
+
     async fn disconnect_of(&mut self, scenario: &str) {
         loop {
             let name = tokio::time::timeout(PATIENCE, self.disconnected.recv())
@@ -468,6 +497,7 @@ async fn happy_path_relays_normalized_events_in_order() {
     assert_eq!(body["payload"]["text"], "hi");
     assert_eq!(body["payload"]["agent_name"], "happy");
     drop(seen);
+    h.settled().await;
     assert_eq!(h.agent.completed_runs(), 1);
 }
 
@@ -712,15 +742,7 @@ async fn a_completed_run_leaves_its_connection_to_the_next() {
         h.ask("keepalive").await;
         let frames = h.run_frames().await;
         assert_eq!(frames.last().unwrap()["type"], "agent_completed");
-        // The terminal event is relayed before the response's end is read: wait for the
-        // run to finish on the agent's side too.
-        for _ in 0..PATIENCE.as_millis() / 10 {
-            if h.agent.in_flight() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(h.agent.in_flight(), 0);
+        h.settled().await;
     }
     let seen = h.seen.lock().unwrap();
     assert_eq!(seen.peers.len(), 2);
@@ -728,4 +750,25 @@ async fn a_completed_run_leaves_its_connection_to_the_next() {
         seen.peers[0], seen.peers[1],
         "one keep-alive connection for both runs"
     );
+}
+
+#[tokio::test]
+async fn idle_before_the_response_headers() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("no_headers").await;
+    assert_eq!(code, "agent_idle_timeout");
+    assert_eq!(frames.len(), 1);
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn the_services_own_agent_error_ends_the_run() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("own_error").await;
+    assert_eq!(code, "quota_exceeded");
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1]["payload"]["recoverable"], true);
+    h.assert_usable().await;
+    h.settled().await;
+    assert_eq!(h.agent.completed_runs(), 1);
 }
