@@ -488,15 +488,13 @@ async fn happy_path_relays_normalized_events_in_order() {
     h.assert_usable().await;
 
     // The request body is agentwire's own JSON.
-    let seen = h.seen.lock().unwrap();
-    let (_, body) = &seen.requests[0];
+    let body = h.seen.lock().unwrap().requests[0].1.clone();
     assert_eq!(body["run_id"], run_id);
     assert_eq!(body["user_id"], USER);
     assert_eq!(body["message_id"], message_id.as_str());
     assert_eq!(body["type"], "start_agent");
     assert_eq!(body["payload"]["text"], "hi");
     assert_eq!(body["payload"]["agent_name"], "happy");
-    drop(seen);
     h.settled().await;
     assert_eq!(h.agent.completed_runs(), 1);
 }
