@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorCode, OtherTypeError};
+use crate::error::{ErrorCode, OtherTypeError, OutboundError};
 use crate::timestamp::Timestamp;
 
 /// The protocol version this crate speaks, sent in `connection_established`.
@@ -664,6 +664,44 @@ payloads! {
 }
 
 impl Payload {
+    /// Reads the payload object of a frame of type `message_type`, as [`parse_outbound`]
+    /// does for a whole frame: a typed payload has its required fields checked, any other
+    /// type a server may send becomes [`Payload::Other`]. For a relay (an agent service's
+    /// events) that has the type and the payload apart; normalize the type first with
+    /// [`agentwire_types::normalize`].
+    ///
+    /// # Errors
+    ///
+    /// [`OutboundError`] with code `invalid_frame`: a missing or mistyped field, a payload
+    /// that is not a JSON object, or a type a server never sends.
+    ///
+    /// ```
+    /// use agentwire_events::Payload;
+    /// use agentwire_types::MessageType;
+    /// use serde_json::json;
+    ///
+    /// let chunk = Payload::from_json(
+    ///     MessageType::AgentResponseChunk,
+    ///     json!({"delta": "Hel", "index": 0}),
+    /// ).unwrap();
+    /// assert_eq!(chunk.message_type(), MessageType::AgentResponseChunk);
+    /// assert!(Payload::from_json(MessageType::ToolCompleted, json!({})).is_err());
+    /// ```
+    ///
+    /// [`parse_outbound`]: crate::parse_outbound
+    pub fn from_json(message_type: MessageType, payload: Value) -> Result<Payload, OutboundError> {
+        if !payload.is_object() {
+            return Err(OutboundError {
+                invalid_json: false,
+                message: format!("payload of {message_type}: expected a JSON object"),
+            });
+        }
+        Payload::from_value(message_type, payload).map_err(|e| OutboundError {
+            invalid_json: false,
+            message: format!("payload of {message_type}: {e}"),
+        })
+    }
+
     /// The `tool_call_id` of a `tool_executing` or `tool_completed` payload.
     pub fn tool_call_id(&self) -> Option<&str> {
         match self {

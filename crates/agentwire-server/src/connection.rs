@@ -518,10 +518,7 @@ impl Connection {
             .frame_in(handled.message_type, text.len());
         match handled.action {
             Action::Reply(event) => Ok(Some(event)),
-            Action::Run(start) => {
-                self.start_run(cx, link, start);
-                Ok(None)
-            }
+            Action::Run(start) => Ok(self.start_run(cx, link, start)),
             Action::Message(request) => {
                 self.on_message(link, request);
                 Ok(None)
@@ -553,8 +550,26 @@ impl Connection {
     }
 
     /// Starts a run: polled once on this task, and given a task of its own (and a place in
-    /// the run registry, where `cancel_agent` finds it) only if it has to wait.
-    fn start_run(&self, cx: &mut std::task::Context<'_>, link: &mut Link, start: RunStart<'_>) {
+    /// the run registry, where `cancel_agent` finds it) only if it has to wait. A request the
+    /// handler refuses ([`Handler::accepts`](crate::Handler::accepts)) starts no run: the
+    /// `error` reply is returned instead.
+    fn start_run(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        link: &mut Link,
+        start: RunStart<'_>,
+    ) -> Option<Event> {
+        if let Err(error) = self.shared.handler.accepts(start.kind, &start.request) {
+            let mut reply = agentwire_events::ErrorReply::new(error.code, error.message);
+            if let Some(retry_after_ms) = error.retry_after_ms {
+                reply = reply.with_retry_after_ms(retry_after_ms);
+            }
+            let event = Event::new(reply);
+            return Some(match start.reply_to {
+                Some(reply_to) => event.with_reply_to(reply_to),
+                None => event,
+            });
+        }
         let run_id = self.shared.next_id("run");
         let run = Run::from(RunInner {
             run_id: Arc::clone(&run_id),
@@ -585,6 +600,7 @@ impl Connection {
                 drop(guard);
             });
         }
+        None
     }
 
     /// Writes whatever the stream queued, then closes with `code`.

@@ -32,6 +32,7 @@ pub struct HandlerError {
     pub(crate) code: Cow<'static, str>,
     pub(crate) message: String,
     pub(crate) recoverable: bool,
+    pub(crate) retry_after_ms: Option<u64>,
 }
 
 impl HandlerError {
@@ -42,6 +43,7 @@ impl HandlerError {
             code: code.into(),
             message: message.into(),
             recoverable: false,
+            retry_after_ms: None,
         }
     }
 
@@ -50,6 +52,19 @@ impl HandlerError {
     pub fn recoverable(mut self) -> Self {
         self.recoverable = true;
         self
+    }
+
+    /// Asks the client to wait `retry_after` before trying again (sent as `retry_after_ms`
+    /// when the error refuses a request, see [`Handler::accepts`](crate::Handler::accepts)).
+    #[must_use]
+    pub fn retry_after(mut self, retry_after: std::time::Duration) -> Self {
+        self.retry_after_ms = Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// How long the client should wait before trying again, if the error says.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after_ms
     }
 
     /// The stable machine code.

@@ -49,6 +49,18 @@ pub trait Handler: Send + Sync + 'static {
     /// Carries out one run, emitting its events through `run`.
     fn run(&self, run: Run) -> impl Future<Output = ()> + Send;
 
+    /// Whether to start a run for `request` (of `kind`, `start_agent` or `user_message`).
+    ///
+    /// Called on the connection's task before the run exists, so it must not block. An error
+    /// refuses the request: no run is started, and the connection the request came on gets
+    /// an `error` frame with the error's code, message and
+    /// [`retry_after_ms`](HandlerError::retry_after) (with `reply_to` set to the request's
+    /// `message_id`). The default accepts every request.
+    fn accepts(&self, kind: MessageType, request: &RunRequest<'_>) -> Result<(), HandlerError> {
+        let _ = (kind, request);
+        Ok(())
+    }
+
     /// Handles a client-sendable type other than the run requests and the server's own control
     /// messages (ping, heartbeat, auth_refresh, cancel_agent).
     ///
@@ -104,6 +116,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// [`Handler`] with its futures boxed, so the server can hold any handler behind one pointer.
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
     fn run(self: Arc<Self>, run: Run) -> BoxFuture<()>;
+    fn accepts(&self, kind: MessageType, request: &RunRequest<'_>) -> Result<(), HandlerError>;
     fn on_message(
         self: Arc<Self>,
         context: MessageContext,
@@ -128,6 +141,10 @@ impl<H: Handler> ErasedHandler for H {
 
     fn handles(&self, message_type: MessageType) -> bool {
         Handler::handles(self, message_type)
+    }
+
+    fn accepts(&self, kind: MessageType, request: &RunRequest<'_>) -> Result<(), HandlerError> {
+        Handler::accepts(self, kind, request)
     }
 
     fn presence(&self, user_id: &str, presence: Presence) {
@@ -220,6 +237,12 @@ impl Run {
     /// The connection the request came on.
     pub fn connection_id(&self) -> &str {
         &self.inner.connection_id
+    }
+
+    /// The client's `message_id` for the request, if it sent one (the run's events carry it
+    /// as `reply_to`).
+    pub fn message_id(&self) -> Option<&str> {
+        self.inner.reply_to.as_deref()
     }
 
     /// The thread the run belongs to, if the request named one.

@@ -119,3 +119,80 @@ async fn every_run_ends_with_exactly_one_terminal_event() {
     }
     server.stop().await;
 }
+
+/// Refuses requests for agent "nobody" (and, with a retry hint, "busy"); runs the others,
+/// reporting the request's `message_id` in the result.
+struct Picky;
+
+impl Handler for Picky {
+    async fn run(&self, run: Run) {
+        run.started("picky");
+        let message_id = run.message_id().map(str::to_owned);
+        run.completed(json!({ "message_id": message_id }));
+    }
+
+    fn accepts(
+        &self,
+        kind: agentwire_server::MessageType,
+        request: &agentwire_server::RunRequest<'_>,
+    ) -> Result<(), agentwire_server::HandlerError> {
+        assert!(
+            matches!(
+                kind,
+                agentwire_server::MessageType::StartAgent
+                    | agentwire_server::MessageType::UserMessage
+            ),
+            "{kind}"
+        );
+        match request.agent_name.as_deref() {
+            Some("nobody") => Err(agentwire_server::HandlerError::new(
+                "unknown_agent",
+                "no such agent",
+            )),
+            Some("busy") => Err(agentwire_server::HandlerError::new("agent_busy", "busy")
+                .recoverable()
+                .retry_after(std::time::Duration::from_millis(750))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_gets_an_error_frame_and_starts_no_run() {
+    let server = start_handler(Config::default(), Picky).await;
+    let (mut ws, established) = connect(&server, &token("picky")).await;
+    let seq = established["payload"]["stream"]["seq"]
+        .as_u64()
+        .expect("seq");
+    for (agent, code, retry_after_ms) in [
+        ("nobody", "unknown_agent", None),
+        ("busy", "agent_busy", Some(750)),
+    ] {
+        send_json(
+            &mut ws,
+            &json!({"type": "user_message", "message_id": agent,
+                    "payload": {"message": "hi", "agent_name": agent}}),
+        )
+        .await;
+        let error = next_json(&mut ws).await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["payload"]["code"], code, "{error}");
+        assert_eq!(error["reply_to"], agent, "{error}");
+        assert_eq!(error["payload"]["retry_after_ms"].as_u64(), retry_after_ms);
+        assert!(
+            error.get("run_id").is_none() && error.get("seq").is_none(),
+            "{error}"
+        );
+        still_answers(&mut ws).await;
+    }
+    // An accepted request runs, and is the first stream event since the connection opened:
+    // the refused ones started nothing.
+    let frames = run_frames(&mut ws, "accepted").await;
+    assert_eq!(types(&frames), ["agent_started", "agent_completed"]);
+    assert_eq!(frames[0]["seq"], seq + 1, "{frames:?}");
+    assert_eq!(
+        frames[1]["payload"]["result"],
+        json!({ "message_id": "accepted" })
+    );
+    server.stop().await;
+}

@@ -1,0 +1,736 @@
+//! [`HttpAgent`]: the handler, its builder, and one forwarded run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use agentwire_auth::Algorithm;
+use agentwire_auth::mint::{Claims, SigningKey};
+use agentwire_events::{Event, RunRequest, RunValidator};
+use agentwire_server::{Handler, HandlerError, MessageType, Run};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+
+use crate::error::{AgentFailure, BuildError};
+use crate::ndjson::{self, LineSplitter};
+
+/// The default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default idle timeout: the longest wait for the response headers or the next bytes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default maximum line size of a response, in bytes.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// The default limit on forwarded runs in flight per [`HttpAgent`] (per node).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The default `retry_after_ms` of an `agent_busy` refusal.
+pub const DEFAULT_BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The lifetime of a service token.
+pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// The `aud` claim of a service token.
+pub const SERVICE_TOKEN_AUDIENCE: &str = "agent-service";
+/// The code of the `error` frame that refuses a request naming an unknown agent.
+pub const UNKNOWN_AGENT: &str = "unknown_agent";
+
+/// The protocol an agent service speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// agentwire's request JSON out; `application/x-ndjson` back, one agentwire event per
+    /// line (see the crate docs).
+    Ndjson,
+}
+
+impl Protocol {
+    /// The protocol's name in configuration: `ndjson`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Ndjson => "ndjson",
+        }
+    }
+
+    /// The response Content-Types the protocol accepts (parameters aside).
+    pub fn content_types(self) -> &'static [&'static str] {
+        match self {
+            Protocol::Ndjson => ndjson::CONTENT_TYPES,
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = BuildError;
+
+    /// Reads `ndjson` (any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("ndjson") {
+            Ok(Protocol::Ndjson)
+        } else {
+            Err(BuildError::UnknownProtocol(s.to_owned()))
+        }
+    }
+}
+
+/// An agent service: where to POST, and in which protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    uri: Uri,
+    protocol: Protocol,
+}
+
+impl Service {
+    /// A service at `url` (an absolute `http://` URL: no TLS yet) speaking `protocol`.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::InvalidUrl`] for anything else.
+    pub fn new(url: &str, protocol: Protocol) -> Result<Self, BuildError> {
+        let invalid = |reason| BuildError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(_) => return Err(invalid("only http:// is supported")),
+            None => return Err(invalid("not absolute (http://host:port/path)")),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
+        }
+        Ok(Service { uri, protocol })
+    }
+
+    /// A service at `url` speaking [`Protocol::Ndjson`].
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn ndjson(url: &str) -> Result<Self, BuildError> {
+        Service::new(url, Protocol::Ndjson)
+    }
+
+    /// The service's URL.
+    pub fn url(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The service's protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+}
+
+/// Builds an [`HttpAgent`].
+#[derive(Debug, Clone)]
+pub struct HttpAgentBuilder {
+    default: Option<Service>,
+    named: HashMap<String, Service>,
+    secret: Option<Vec<u8>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    total_timeout: Option<Duration>,
+    max_line_bytes: usize,
+    max_in_flight: usize,
+    busy_retry_after: Duration,
+}
+
+impl Default for HttpAgentBuilder {
+    fn default() -> Self {
+        HttpAgentBuilder {
+            default: None,
+            named: HashMap::new(),
+            secret: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            total_timeout: None,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            busy_retry_after: DEFAULT_BUSY_RETRY_AFTER,
+        }
+    }
+}
+
+impl HttpAgentBuilder {
+    /// The service for requests that name no agent (`payload.agent_name` absent).
+    pub fn default_service(mut self, service: Service) -> Self {
+        self.default = Some(service);
+        self
+    }
+
+    /// The service for requests with `payload.agent_name` equal to `name` (exactly). A
+    /// request naming an agent that has no service here is refused with an `error` frame
+    /// with code `unknown_agent`, and no run starts.
+    pub fn agent(mut self, name: impl Into<String>, service: Service) -> Self {
+        self.named.insert(name.into(), service);
+        self
+    }
+
+    /// The HMAC secret (HS256) that signs each request's service token. Without one, requests
+    /// carry no `Authorization` header and the service cannot tell they came from agentwire.
+    pub fn service_token_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// How long connecting to a service may take ([`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest wait for the response headers or for the next bytes of the body
+    /// ([`DEFAULT_IDLE_TIMEOUT`]).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// A bound on a whole run, from the request to the terminal event (none by default).
+    pub fn total_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.total_timeout = timeout;
+        self
+    }
+
+    /// The longest response line accepted, in bytes, newline excluded
+    /// ([`DEFAULT_MAX_LINE_BYTES`]).
+    pub fn max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes;
+        self
+    }
+
+    /// How many forwarded runs may be in flight at once ([`DEFAULT_MAX_IN_FLIGHT`]); past
+    /// it a request is refused with an `error` frame with code `agent_busy` and
+    /// `retry_after_ms`.
+    pub fn max_in_flight(mut self, runs: usize) -> Self {
+        self.max_in_flight = runs;
+        self
+    }
+
+    /// The `retry_after_ms` of an `agent_busy` refusal ([`DEFAULT_BUSY_RETRY_AFTER`]).
+    pub fn busy_retry_after(mut self, retry_after: Duration) -> Self {
+        self.busy_retry_after = retry_after;
+        self
+    }
+
+    /// The agent.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Zero`] for a zero limit or timeout; [`BuildError::InvalidSecret`] if
+    /// the signer refuses the secret.
+    pub fn build(self) -> Result<HttpAgent, BuildError> {
+        for (setting, zero) in [
+            ("max_line_bytes", self.max_line_bytes == 0),
+            ("max_in_flight", self.max_in_flight == 0),
+            ("idle_timeout", self.idle_timeout.is_zero()),
+            ("connect_timeout", self.connect_timeout.is_zero()),
+            (
+                "total_timeout",
+                self.total_timeout.is_some_and(|t| t.is_zero()),
+            ),
+        ] {
+            if zero {
+                return Err(BuildError::Zero { setting });
+            }
+        }
+        let key = self
+            .secret
+            .map(|secret| SigningKey::hmac(Algorithm::HS256, secret))
+            .transpose()
+            .map_err(|e| BuildError::InvalidSecret(e.to_string()))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(self.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(HttpAgent {
+            inner: Arc::new(Inner {
+                client,
+                default: self.default,
+                named: self.named,
+                key,
+                idle_timeout: self.idle_timeout,
+                total_timeout: self.total_timeout,
+                max_line_bytes: self.max_line_bytes,
+                permits: Arc::new(Semaphore::new(self.max_in_flight)),
+                max_in_flight: self.max_in_flight,
+                busy_retry_after: self.busy_retry_after,
+                stats: Stats::default(),
+            }),
+        })
+    }
+}
+
+/// A [`Handler`] that forwards each run to an agent service over HTTP and relays the
+/// service's streamed events as the run's. Cheap to clone (a reference count).
+#[derive(Clone)]
+pub struct HttpAgent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpConnector, Full<Bytes>>,
+    default: Option<Service>,
+    named: HashMap<String, Service>,
+    key: Option<SigningKey>,
+    idle_timeout: Duration,
+    total_timeout: Option<Duration>,
+    max_line_bytes: usize,
+    permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    busy_retry_after: Duration,
+    stats: Stats,
+}
+
+/// Counters per outcome, read with [`HttpAgent::failures`] and friends.
+#[derive(Default)]
+struct Stats {
+    forwarded: AtomicU64,
+    completed: AtomicU64,
+    refused_unknown: AtomicU64,
+    refused_busy: AtomicU64,
+    failures: [AtomicU64; AgentFailure::CODES.len()],
+}
+
+impl std::fmt::Debug for HttpAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpAgent")
+            .field("default", &self.inner.default)
+            .field("named", &self.inner.named)
+            .field("service_token", &self.inner.key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpAgent {
+    /// A builder with the defaults and no service.
+    pub fn builder() -> HttpAgentBuilder {
+        HttpAgentBuilder::default()
+    }
+
+    /// The service a request naming `agent_name` (or none) goes to, if any.
+    pub fn service_for(&self, agent_name: Option<&str>) -> Option<&Service> {
+        match agent_name {
+            None => self.inner.default.as_ref(),
+            Some(name) => self.inner.named.get(name),
+        }
+    }
+
+    /// Runs forwarded to a service so far.
+    pub fn forwarded_runs(&self) -> u64 {
+        self.inner.stats.forwarded.load(Relaxed)
+    }
+
+    /// Forwarded runs that ended with the service's own terminal event.
+    pub fn completed_runs(&self) -> u64 {
+        self.inner.stats.completed.load(Relaxed)
+    }
+
+    /// Forwarded runs that failed with `code` (one of [`AgentFailure::CODES`]; 0 for others).
+    pub fn failures(&self, code: &str) -> u64 {
+        AgentFailure::CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.inner.stats.failures[i].load(Relaxed))
+    }
+
+    /// Requests refused with `error` code `unknown_agent` and `agent_busy`.
+    pub fn refused(&self) -> (u64, u64) {
+        (
+            self.inner.stats.refused_unknown.load(Relaxed),
+            self.inner.stats.refused_busy.load(Relaxed),
+        )
+    }
+
+    /// Forwarded runs in flight now.
+    pub fn in_flight(&self) -> usize {
+        let max = self.inner.max_in_flight;
+        max - self.inner.permits.available_permits().min(max)
+    }
+
+    /// The agent's counters in the Prometheus text format, to append to the server's
+    /// `/metrics` (as an embedding service appends its own): runs forwarded and completed,
+    /// failures by code, refusals by code, runs in flight.
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write;
+        let stats = &self.inner.stats;
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, values: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in values {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "agentwire_agent_runs_forwarded_total",
+            "counter",
+            "Runs forwarded to an agent service.",
+            &[("", stats.forwarded.load(Relaxed))],
+        );
+        metric(
+            "agentwire_agent_runs_completed_total",
+            "counter",
+            "Forwarded runs that ended with the service's own terminal event.",
+            &[("", stats.completed.load(Relaxed))],
+        );
+        let labels: Vec<String> = AgentFailure::CODES
+            .iter()
+            .map(|code| format!("{{code=\"{code}\"}}"))
+            .collect();
+        let failures: Vec<(&str, u64)> = labels
+            .iter()
+            .zip(&stats.failures)
+            .map(|(labels, count)| (labels.as_str(), count.load(Relaxed)))
+            .collect();
+        metric(
+            "agentwire_agent_run_failures_total",
+            "counter",
+            "Forwarded runs ended with agent_error, by code.",
+            &failures,
+        );
+        metric(
+            "agentwire_agent_requests_refused_total",
+            "counter",
+            "Run requests refused with an error frame, by code.",
+            &[
+                (
+                    "{code=\"unknown_agent\"}",
+                    stats.refused_unknown.load(Relaxed),
+                ),
+                ("{code=\"agent_busy\"}", stats.refused_busy.load(Relaxed)),
+            ],
+        );
+        metric(
+            "agentwire_agent_runs_in_flight",
+            "gauge",
+            "Forwarded runs in flight.",
+            &[("", self.in_flight() as u64)],
+        );
+        out
+    }
+
+    fn fail(&self, run: &Run, service: Option<&Service>, failure: &AgentFailure) {
+        if let Some(i) = AgentFailure::CODES
+            .iter()
+            .position(|c| *c == failure.code())
+        {
+            self.inner.stats.failures[i].fetch_add(1, Relaxed);
+        }
+        tracing::warn!(
+            run_id = run.run_id(),
+            user_id = run.user_id(),
+            service = service.map(|s| s.uri.to_string()),
+            code = failure.code(),
+            "forwarded run failed: {failure}"
+        );
+        let mut error = HandlerError::new(failure.code(), failure.to_string());
+        if failure.is_recoverable() {
+            error = error.recoverable();
+        }
+        run.failed(&error);
+    }
+
+    /// One forwarded run, to its terminal event or a failure.
+    async fn forward(&self, run: &Run, service: &Service) -> Result<(), AgentFailure> {
+        let inner = &*self.inner;
+        let body = serde_json::to_vec(&ndjson::RequestBody::new(run))
+            .map_err(|_| AgentFailure::Connection)?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(service.uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, service.protocol.content_types()[0]);
+        if let Some(key) = &inner.key {
+            let token = Claims::new(run.user_id())
+                .claim("run_id", run.run_id())
+                .audience(SERVICE_TOKEN_AUDIENCE)
+                .expires_in(SERVICE_TOKEN_TTL)
+                .sign(key)
+                .map_err(|_| AgentFailure::Token)?;
+            let mut value = HeaderValue::try_from(["Bearer ", token.expose_secret()].concat())
+                .map_err(|_| AgentFailure::Token)?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| AgentFailure::Connection)?;
+        let idle = inner.idle_timeout;
+        let response = match timeout(idle, inner.client.request(request)).await {
+            Err(_) => return Err(AgentFailure::IdleTimeout(idle)),
+            Ok(Err(e)) if e.is_connect() => return Err(AgentFailure::Unreachable),
+            Ok(Err(_)) => return Err(AgentFailure::Connection),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(AgentFailure::HttpStatus {
+                status: status.as_u16(),
+            });
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !service
+            .protocol
+            .content_types()
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(essence))
+        {
+            return Err(AgentFailure::ContentType {
+                found: content_type.chars().take(100).collect(),
+                expected: service.protocol.content_types()[0],
+            });
+        }
+        let mut body = response.into_body();
+        let mut relay = Relay {
+            run,
+            validator: RunValidator::new(),
+            line: 0,
+        };
+        let mut lines = LineSplitter::new(inner.max_line_bytes);
+        let max = inner.max_line_bytes;
+        let too_long = || AgentFailure::LineTooLarge { limit: max };
+        loop {
+            let frame = match timeout(idle, body.frame()).await {
+                Err(_) => return Err(AgentFailure::IdleTimeout(idle)),
+                Ok(None) => break,
+                Ok(Some(Err(_))) => return Err(AgentFailure::Connection),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if lines.feed(&data, |line| relay.line(line), too_long)? {
+                drain(run, body, idle.min(DRAIN_TIMEOUT), max).await;
+                return Ok(());
+            }
+        }
+        if lines.finish(|line| relay.line(line), too_long)? {
+            return Ok(());
+        }
+        Err(AgentFailure::NoTerminal)
+    }
+}
+
+/// How long to wait for the end of a response after its terminal event.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads what follows the terminal event, briefly and up to `max` bytes, so that a response
+/// that ends right after it leaves its connection to the pool for the next run; anything else
+/// is dropped with the connection (and logged when it is not blank: the run is over).
+async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max: usize) {
+    let mut read = 0;
+    let drained = timeout(within, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                read += data.len();
+                if read > max || !data.iter().all(u8::is_ascii_whitespace) {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    if !matches!(drained, Ok(true)) {
+        tracing::debug!(
+            run_id = run.run_id(),
+            "agent service response continued after the terminal event; connection dropped"
+        );
+    }
+}
+
+/// Checks and emits the service's events.
+struct Relay<'r> {
+    run: &'r Run,
+    validator: RunValidator,
+    line: u64,
+}
+
+impl Relay<'_> {
+    /// One line: `Ok(true)` once the terminal event went out.
+    fn line(&mut self, line: &[u8]) -> Result<bool, AgentFailure> {
+        self.line += 1;
+        let payload = ndjson::parse_line(line).map_err(|reason| AgentFailure::MalformedLine {
+            line: self.line,
+            reason,
+        })?;
+        let index = self.validator.len();
+        let event = Event::in_run(self.run.run_id(), payload);
+        if let Err(violation) = self.validator.push_event(&event) {
+            return Err(AgentFailure::ContractBroken {
+                index,
+                reason: violation.rule().to_string(),
+            });
+        }
+        let terminal = event.message_type().is_terminal_event();
+        self.run.emit(event.into_payload());
+        Ok(terminal)
+    }
+}
+
+impl Handler for HttpAgent {
+    async fn run(&self, run: Run) {
+        // Refused requests never get here; these are the races between `accepts` and now.
+        let Ok(_permit) = Arc::clone(&self.inner.permits).try_acquire_owned() else {
+            self.fail(&run, None, &AgentFailure::Busy);
+            return;
+        };
+        let agent_name = run.request().agent_name.as_deref();
+        let Some(service) = self.service_for(agent_name).cloned() else {
+            run.failed(&HandlerError::new(
+                UNKNOWN_AGENT,
+                "no agent service by that name",
+            ));
+            return;
+        };
+        self.inner.stats.forwarded.fetch_add(1, Relaxed);
+        let forwarding = self.forward(&run, &service);
+        let outcome = match self.inner.total_timeout {
+            Some(total) => timeout(total, forwarding)
+                .await
+                .unwrap_or(Err(AgentFailure::TotalTimeout(total))),
+            None => forwarding.await,
+        };
+        match outcome {
+            Ok(()) => {
+                self.inner.stats.completed.fetch_add(1, Relaxed);
+                tracing::debug!(run_id = run.run_id(), "forwarded run ended");
+            }
+            Err(failure) => self.fail(&run, Some(&service), &failure),
+        }
+    }
+
+    fn accepts(&self, _kind: MessageType, request: &RunRequest<'_>) -> Result<(), HandlerError> {
+        if self.service_for(request.agent_name.as_deref()).is_none() {
+            self.inner.stats.refused_unknown.fetch_add(1, Relaxed);
+            let message = match request.agent_name {
+                Some(_) => "no agent service by that name",
+                None => "no default agent service: name one with payload.agent_name",
+            };
+            return Err(HandlerError::new(UNKNOWN_AGENT, message));
+        }
+        if self.inner.permits.available_permits() == 0 {
+            self.inner.stats.refused_busy.fetch_add(1, Relaxed);
+            tracing::warn!(code = "agent_busy", "forwarded-run limit reached");
+            return Err(
+                HandlerError::new("agent_busy", AgentFailure::Busy.to_string())
+                    .recoverable()
+                    .retry_after(self.inner.busy_retry_after),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_are_absolute_http() {
+        let service = Service::ndjson("http://127.0.0.1:9000/run").unwrap();
+        assert_eq!(service.url().path(), "/run");
+        assert_eq!(service.protocol(), Protocol::Ndjson);
+        for bad in [
+            "https://host/run",
+            "/run",
+            "host:9000",
+            "http://",
+            "not a url",
+        ] {
+            assert!(
+                matches!(Service::ndjson(bad), Err(BuildError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn protocols_by_name() {
+        assert_eq!("NDJSON".parse::<Protocol>().unwrap(), Protocol::Ndjson);
+        assert_eq!(Protocol::Ndjson.as_str(), "ndjson");
+        assert!(matches!(
+            "ag-ui".parse::<Protocol>(),
+            Err(BuildError::UnknownProtocol(_))
+        ));
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let zero = |b: HttpAgentBuilder| match b.build() {
+            Err(BuildError::Zero { setting }) => setting,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            zero(HttpAgent::builder().max_line_bytes(0)),
+            "max_line_bytes"
+        );
+        assert_eq!(zero(HttpAgent::builder().max_in_flight(0)), "max_in_flight");
+        assert_eq!(
+            zero(HttpAgent::builder().idle_timeout(Duration::ZERO)),
+            "idle_timeout"
+        );
+        assert_eq!(
+            zero(HttpAgent::builder().total_timeout(Some(Duration::ZERO))),
+            "total_timeout"
+        );
+    }
+
+    #[test]
+    fn names_pick_services() {
+        let agent = HttpAgent::builder()
+            .default_service(Service::ndjson("http://a/run").unwrap())
+            .agent("b", Service::ndjson("http://b/run").unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(agent.service_for(None).unwrap().url().host(), Some("a"));
+        assert_eq!(
+            agent.service_for(Some("b")).unwrap().url().host(),
+            Some("b")
+        );
+        assert!(agent.service_for(Some("B")).is_none());
+        let request = RunRequest::new("hi").with_agent_name("c");
+        let refused = agent
+            .accepts(MessageType::StartAgent, &request)
+            .unwrap_err();
+        assert_eq!(refused.code(), UNKNOWN_AGENT);
+        assert!(
+            agent
+                .accepts(MessageType::StartAgent, &RunRequest::new("hi"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_failure_has_a_listed_code() {
+        for failure in [
+            AgentFailure::Unreachable,
+            AgentFailure::HttpStatus { status: 500 },
+            AgentFailure::NoTerminal,
+            AgentFailure::Busy,
+            AgentFailure::Token,
+            AgentFailure::Connection,
+            AgentFailure::IdleTimeout(Duration::from_secs(1)),
+            AgentFailure::TotalTimeout(Duration::from_secs(1)),
+            AgentFailure::LineTooLarge { limit: 1 },
+        ] {
+            assert!(AgentFailure::CODES.contains(&failure.code()), "{failure:?}");
+        }
+        assert!(AgentFailure::HttpStatus { status: 503 }.is_recoverable());
+        assert!(!AgentFailure::HttpStatus { status: 404 }.is_recoverable());
+    }
+}

@@ -1,0 +1,102 @@
+//! An agentwire [`Handler`](agentwire_server::Handler) that forwards each run to an agent
+//! service over HTTP and relays the service's streamed events as the run's.
+//!
+//! For every `start_agent` / `user_message` (and their aliases) [`HttpAgent`] POSTs the request
+//! to the agent service chosen by `payload.agent_name` ([`HttpAgentBuilder::agent`]; the
+//! [default service](HttpAgentBuilder::default_service) when the request names none) and turns
+//! the streamed response into the run's events. Each event passes the run contract on the way
+//! (agentwire's [`RunValidator`](agentwire_events::RunValidator): `agent_started` first, one
+//! terminal event, nothing after it), then is stamped, sequenced and fanned out by the server
+//! like any other. The run's id is agentwire's: the service's lines carry only a type and a
+//! payload.
+//!
+//! The HTTP client is hyper-util's pooled client over hyper 1.x: the server already builds
+//! hyper and hyper-util, so it costs no new HTTP stack (reqwest would add one, with TLS and
+//! features unused here). Requests use HTTP/1.1 with keep-alive; only `http://` URLs are
+//! supported for now (no TLS: put the agent service on a private network or behind a local
+//! proxy).
+//!
+//! # The `ndjson` protocol ([`Protocol::Ndjson`])
+//!
+//! The request: `POST` to the service's URL, `Content-Type: application/json`,
+//! `Accept: application/x-ndjson`, the service token in `Authorization: Bearer` (below), and
+//! the body
+//!
+//! ```json
+//! {"run_id": "run_...", "thread_id": "t1", "user_id": "user-1", "message_id": "m1",
+//!  "type": "start_agent", "payload": {"text": "weather?", "agent_name": "weather",
+//!  "context": {...}}}
+//! ```
+//!
+//! (`type` is the canonical request type, `start_agent` or `user_message`; optional fields are
+//! omitted when absent). The response: a 2xx status, `Content-Type: application/x-ndjson` (or
+//! `application/jsonl`; parameters such as `charset` are ignored), one agentwire event per
+//! line, `{"type": ..., "payload": {...}}`, with any name or alias of the type in any case
+//! (normalized by `agentwire_types::normalize`, like inbound frames) and payloads as in
+//! `docs/schema`. Blank lines are skipped, `\r\n` is accepted, the last line needs no newline,
+//! other fields of a line are ignored. The run ends on the wire with the terminal event;
+//! after it the response is read only to its end (briefly, blank lines only), so that the
+//! connection goes back to the pool for the next run: a service should end its response right
+//! after the terminal event. Anything else after it is ignored and the connection dropped.
+//!
+//! # The service token
+//!
+//! With [`HttpAgentBuilder::service_token_secret`], each request carries a JWT signed with
+//! HS256 by that secret, valid [`SERVICE_TOKEN_TTL`] (60 s): `sub` is the user id, `run_id`
+//! the run's id, `aud` is `agent-service`. The user's own JWT is never forwarded.
+//!
+//! # Failures
+//!
+//! A request that names an agent with no service here is refused with an `error` frame with
+//! code `unknown_agent`, and no run starts; so is a request past the limit of forwarded runs in
+//! flight, with code `agent_busy` (recoverable) and `retry_after_ms`. Every failure of a
+//! forwarded run ends it with `agent_error` and one of these codes ([`AgentFailure::code`]),
+//! with the HTTP connection closed; the WebSocket stays usable:
+//!
+//! | code | when | recoverable |
+//! |---|---|---|
+//! | `agent_unreachable` | the connection could not be made (refused, DNS, connect timeout) | yes |
+//! | `agent_http_status` | a status other than 2xx | for 5xx and 429 |
+//! | `agent_content_type` | a Content-Type the protocol does not accept | no |
+//! | `agent_malformed_line` | a line that is not an event (JSON, type, payload) | no |
+//! | `agent_contract_broken` | an event that breaks the run contract | no |
+//! | `agent_line_too_large` | a line over the maximum line size | no |
+//! | `agent_no_terminal` | the response ended without a terminal event | no |
+//! | `agent_idle_timeout` | no headers or no bytes for longer than the idle timeout | yes |
+//! | `agent_timeout` | the run exceeded the total timeout (when one is set) | yes |
+//! | `agent_connection_failed` | the connection broke after the response started | yes |
+//! | `agent_busy` | the forwarded-run limit was reached between `accepts` and the run | yes |
+//! | `agent_token_failed` | the service token could not be signed | no |
+//!
+//! `cancel_agent` drops the run: the in-flight response is dropped with it, which closes the
+//! HTTP connection (the service sees the client disconnect), and the server ends the run with
+//! `agent_error` / `cancelled`. Each failure is logged (`tracing`, with the run id, user id,
+//! service URL and code; never a token or payload text) and counted
+//! ([`HttpAgent::failures`], and [`HttpAgent::metrics_text`] in the Prometheus format, for a
+//! service to append to `/metrics`). The same contract for service authors is in
+//! `docs/agents.md`.
+//!
+//! ```no_run
+//! use agentwire_http_agent::{HttpAgent, Service};
+//! use agentwire_server::{Server, Validator};
+//!
+//! # fn demo(validator: Validator) -> Result<(), agentwire_http_agent::BuildError> {
+//! let agent = HttpAgent::builder()
+//!     .default_service(Service::ndjson("http://127.0.0.1:9000/run")?)
+//!     .agent("weather", Service::ndjson("http://10.0.0.7:8000/agent")?)
+//!     .service_token_secret("a secret of at least 32 bytes, from config")
+//!     .build()?;
+//! let server = Server::builder(validator).handler(agent).build();
+//! # let _ = server; Ok(()) }
+//! ```
+
+mod agent;
+mod error;
+mod ndjson;
+
+pub use agent::{
+    DEFAULT_BUSY_RETRY_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_LINE_BYTES, HttpAgent, HttpAgentBuilder, Protocol, SERVICE_TOKEN_AUDIENCE,
+    SERVICE_TOKEN_TTL, Service, UNKNOWN_AGENT,
+};
+pub use error::{AgentFailure, BuildError};

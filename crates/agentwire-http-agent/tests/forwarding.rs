@@ -1,0 +1,772 @@
+//! A real agent service (axum on loopback, streaming NDJSON with pauses), an agentwire server
+//! with an `HttpAgent`, and a real WebSocket client.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentwire_auth::testing::{Claims, SigningKey, offer_header};
+use agentwire_auth::{Algorithm, Key, Token, Validator};
+use agentwire_http_agent::{HttpAgent, HttpAgentBuilder, Service};
+use agentwire_server::Server;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a test waits for something that should arrive: a liveness bound, not a target.
+const PATIENCE: Duration = Duration::from_secs(20);
+const SERVICE_SECRET: &str = "the agent-service secret, 32 bytes or more";
+const USER: &str = "user-1";
+
+/// What the test service saw.
+#[derive(Default)]
+struct Seen {
+    /// Per request: the `Authorization` header and the body.
+    requests: Vec<(Option<String>, Value)>,
+    /// Per request: the client's address (the same one for a reused connection).
+    peers: Vec<SocketAddr>,
+}
+
+#[derive(Clone)]
+struct ServiceState {
+    seen: Arc<Mutex<Seen>>,
+    /// Told when a streaming response's receiver went away (the client disconnected).
+    disconnected: mpsc::UnboundedSender<String>,
+}
+
+fn line(kind: &str, payload: Value) -> String {
+    format!("{}\n", json!({"type": kind, "payload": payload}))
+}
+
+fn started() -> String {
+    line(
+        "agent_started",
+        json!({"agent_name": "svc", "user_request": "hi"}),
+    )
+}
+
+fn completed() -> String {
+    line(
+        "agent_completed",
+        json!({"result": {"ok": true}, "duration_ms": 3}),
+    )
+}
+
+/// A streamed NDJSON response: `chunks` sent with a pause between them, then the stream
+/// stays open if `hold` (until the client goes away), else ends.
+fn stream(
+    state: &ServiceState,
+    name: &str,
+    content_type: &str,
+    chunks: Vec<String>,
+    hold: bool,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let disconnected = state.disconnected.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        for chunk in chunks {
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                let _ = disconnected.send(name);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if hold {
+            // Keep writing blank lines until the write fails: the client is gone.
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if tx.send(Bytes::from_static(b"\n")).await.is_err() {
+                    let _ = disconnected.send(name);
+                    return;
+                }
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type.to_owned())],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+async fn agent_service(
+    State(state): State<ServiceState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(scenario): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    {
+        let mut seen = state.seen.lock().unwrap();
+        seen.requests.push((authorization, request));
+        seen.peers.push(peer);
+    }
+    let nd = "application/x-ndjson";
+    match scenario.as_str() {
+        "happy" => stream(
+            &state,
+            "happy",
+            nd,
+            vec![
+                // An alias in another case, and a run_id of the service's own (ignored).
+                format!(
+                    "{}\n",
+                    json!({"type": "AGENT_START", "run_id": "the-services-own",
+                           "payload": {"agent_name": "svc", "user_request": "hi"}})
+                ),
+                line("Agent_Thinking", json!({"reasoning": "hmm"})),
+                // One line split across two writes, and a `\r\n` ending.
+                "{\"type\":\"tool_started\",\"payload\":{\"tool_name\":\"echo\",".to_owned(),
+                "\"tool_call_id\":\"c1\",\"parameters\":{}}}\r\n".to_owned(),
+                line(
+                    "tool_complete",
+                    json!({"tool_name": "echo", "tool_call_id": "c1", "status": "ok",
+                           "result": {"x": 1}, "duration_ms": 2}),
+                ),
+                // Two lines in one write, and a blank line.
+                format!(
+                    "{}\n{}",
+                    line("Stream_Chunk", json!({"delta": "Hel", "index": 0})),
+                    line("partial_result", json!({"delta": "lo", "index": 1}))
+                ),
+                // The last line without its newline.
+                completed().trim_end().to_owned(),
+            ],
+            false,
+        ),
+        "status" => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+        "content_type" => stream(&state, "content_type", "text/plain", vec![started()], false),
+        "malformed" => stream(
+            &state,
+            "malformed",
+            nd,
+            vec![
+                started(),
+                "{\"type\": \"agent_thinking\", oops\n".to_owned(),
+                completed(),
+            ],
+            true,
+        ),
+        "contract" => stream(
+            &state,
+            "contract",
+            nd,
+            vec![
+                line("agent_thinking", json!({"reasoning": "before started"})),
+                completed(),
+            ],
+            true,
+        ),
+        "too_large" => stream(
+            &state,
+            "too_large",
+            nd,
+            vec![
+                started(),
+                line("agent_thinking", json!({"reasoning": "x".repeat(4096)})),
+                completed(),
+            ],
+            true,
+        ),
+        "no_terminal" => stream(
+            &state,
+            "no_terminal",
+            nd,
+            vec![
+                started(),
+                line("agent_thinking", json!({"reasoning": "..."})),
+            ],
+            false,
+        ),
+        "idle" => {
+            let (tx, rx) = mpsc::channel::<Bytes>(1);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from(started())).await;
+                // Nothing more, and the stream stays open until the client goes away.
+                tx.closed().await;
+            });
+            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            });
+            ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
+        }
+        "slow" => stream(&state, "slow", nd, vec![started()], true),
+        "no_headers" => std::future::pending().await,
+        "own_error" => stream(
+            &state,
+            "own_error",
+            nd,
+            vec![
+                started(),
+                line(
+                    "agent_failed",
+                    json!({"code": "quota_exceeded", "message": "no quota", "recoverable": true}),
+                ),
+            ],
+            false,
+        ),
+        "keepalive" => stream(&state, "keepalive", nd, vec![started(), completed()], false),
+        "broken" => {
+            // A chunked body that fails after its first line: hyper aborts the connection.
+            let body = futures_util::stream::iter([
+                Ok(Bytes::from(started())),
+                Err(std::io::Error::other("the service breaks")),
+            ]);
+            ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+struct Harness {
+    service: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    disconnected: mpsc::UnboundedReceiver<String>,
+    agent: HttpAgent,
+    ws: Client,
+    user_token: Token,
+    next_message: u32,
+}
+
+async fn start_service() -> (
+    SocketAddr,
+    Arc<Mutex<Seen>>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (disconnected, disconnects) = mpsc::unbounded_channel();
+    let state = ServiceState {
+        seen: Arc::clone(&seen),
+        disconnected,
+    };
+    let app = Router::new()
+        .route("/{scenario}", post(agent_service))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    (addr, seen, disconnects)
+}
+
+fn user_validator() -> Validator {
+    Validator::builder()
+        .key(Key::hmac(agentwire_auth::testing::FIXTURE_HMAC_SECRET).unwrap())
+        .build()
+        .unwrap()
+}
+
+impl Harness {
+    /// A service, a server whose agent maps every scenario name to the service's path of that
+    /// name (plus `configure`), and a connected client.
+    async fn start(
+        configure: impl FnOnce(HttpAgentBuilder, SocketAddr) -> HttpAgentBuilder,
+    ) -> Harness {
+        let (service, seen, disconnected) = start_service().await;
+        let mut builder = HttpAgent::builder()
+            .service_token_secret(SERVICE_SECRET)
+            .default_service(Service::ndjson(&format!("http://{service}/happy")).unwrap())
+            .max_line_bytes(1024)
+            // Long enough that a loaded machine does not trip it between the scenarios' lines.
+            .idle_timeout(Duration::from_millis(1500));
+        for scenario in [
+            "happy",
+            "status",
+            "content_type",
+            "malformed",
+            "contract",
+            "too_large",
+            "no_terminal",
+            "idle",
+            "slow",
+            "broken",
+            "keepalive",
+            "no_headers",
+            "own_error",
+        ] {
+            builder = builder.agent(
+                scenario,
+                Service::ndjson(&format!("http://{service}/{scenario}")).unwrap(),
+            );
+        }
+        let agent = configure(builder, service).build().unwrap();
+        let server = Server::builder(user_validator())
+            .handler(agent.clone())
+            .build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = server.serve(listener, std::future::pending::<()>()).await;
+        });
+        let user_token = Claims::new(USER)
+            .sign(&SigningKey::fixture(Algorithm::HS256))
+            .unwrap();
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{addr}/ws"),
+            )
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            offer_header(&user_token).parse().unwrap(),
+        );
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut harness = Harness {
+            service,
+            seen,
+            disconnected,
+            agent,
+            ws,
+            user_token,
+            next_message: 0,
+        };
+        let established = harness.next().await;
+        assert_eq!(
+            established["type"], "connection_established",
+            "{established}"
+        );
+        harness
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("stream open")
+                .expect("no protocol error");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asks `agent_name` for a run; returns the request's message id.
+    async fn ask(&mut self, agent_name: &str) -> String {
+        self.next_message += 1;
+        let message_id = format!("m{}", self.next_message);
+        self.send(json!({"type": "start_agent", "message_id": message_id,
+                         "payload": {"user_request": "hi", "agent_name": agent_name}}))
+            .await;
+        message_id
+    }
+
+    /// The run's frames, through its terminal event.
+    async fn run_frames(&mut self) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next().await;
+            let kind = frame["type"].as_str().unwrap_or_default().to_owned();
+            assert!(frame["run_id"].is_string(), "{frame}");
+            frames.push(frame);
+            if kind == "agent_completed" || kind == "agent_error" {
+                return frames;
+            }
+        }
+    }
+
+    /// Runs `agent_name` and returns the `agent_error` code it ends with.
+    async fn failing_run(&mut self, agent_name: &str) -> (Vec<Value>, String) {
+        self.ask(agent_name).await;
+        let frames = self.run_frames().await;
+        let last = frames.last().unwrap();
+        assert_eq!(last["type"], "agent_error", "{last}");
+        let code = last["payload"]["code"].as_str().unwrap().to_owned();
+        (frames, code)
+    }
+
+    /// The WebSocket still answers.
+    async fn assert_usable(&mut self) {
+        self.send(json!({"type": "ping"})).await;
+        let pong = self.next().await;
+        assert_eq!(pong["type"], "pong", "{pong}");
+    }
+
+    /// Waits for the agent's runs to finish on its side: the terminal event is relayed
+    /// before the response's end is read.
+    async fn settled(&self) {
+        for _ in 0..PATIENCE.as_millis() / 10 {
+            if self.agent.in_flight() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("runs still in flight: {}", self.agent.in_flight());
+    }
+
+    async fn disconnect_of(&mut self, scenario: &str) {
+        loop {
+            let name = tokio::time::timeout(PATIENCE, self.disconnected.recv())
+                .await
+                .expect("the service sees the client disconnect")
+                .unwrap();
+            if name == scenario {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn happy_path_relays_normalized_events_in_order() {
+    let mut h = Harness::start(|b, _| b).await;
+    let message_id = h.ask("happy").await;
+    let frames = h.run_frames().await;
+    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "agent_started",
+            "agent_thinking",
+            "tool_executing",
+            "tool_completed",
+            "agent_response_chunk",
+            "agent_response_chunk",
+            "agent_completed"
+        ]
+    );
+    let run_id = frames[0]["run_id"].as_str().unwrap();
+    assert!(run_id.starts_with("run_"), "{run_id}");
+    let mut seq = None;
+    for frame in &frames {
+        assert_eq!(
+            frame["run_id"], run_id,
+            "agentwire's run id, not the service's"
+        );
+        assert_eq!(frame["reply_to"], message_id.as_str());
+        let this = frame["seq"].as_u64().unwrap();
+        if let Some(before) = seq {
+            assert_eq!(this, before + 1);
+        }
+        seq = Some(this);
+    }
+    assert_eq!(frames[4]["payload"]["delta"], "Hel");
+    assert_eq!(frames[5]["payload"]["delta"], "lo");
+    assert_eq!(frames[6]["payload"]["result"], json!({"ok": true}));
+    h.assert_usable().await;
+
+    // The request body is agentwire's own JSON.
+    let body = h.seen.lock().unwrap().requests[0].1.clone();
+    assert_eq!(body["run_id"], run_id);
+    assert_eq!(body["user_id"], USER);
+    assert_eq!(body["message_id"], message_id.as_str());
+    assert_eq!(body["type"], "start_agent");
+    assert_eq!(body["payload"]["text"], "hi");
+    assert_eq!(body["payload"]["agent_name"], "happy");
+    h.settled().await;
+    assert_eq!(h.agent.completed_runs(), 1);
+}
+
+#[tokio::test]
+async fn the_service_token_names_the_user_and_the_run() {
+    let mut h = Harness::start(|b, _| b).await;
+    // No agent_name: the default service.
+    h.send(json!({"type": "user_message", "payload": {"message": "hello"}}))
+        .await;
+    let frames = h.run_frames().await;
+    assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+    let run_id = frames[0]["run_id"].as_str().unwrap().to_owned();
+
+    let seen = h.seen.lock().unwrap();
+    let (authorization, body) = &seen.requests[0];
+    assert_eq!(body["type"], "user_message");
+    let authorization = authorization.as_deref().expect("an Authorization header");
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .expect("a bearer token");
+    assert_ne!(token, h.user_token.expose_secret(), "never the user's JWT");
+    assert!(!authorization.contains(h.user_token.expose_secret()));
+    let service_validator = Validator::builder()
+        .key(Key::hmac(SERVICE_SECRET).unwrap())
+        .audience("agent-service")
+        .build()
+        .unwrap();
+    let principal = service_validator.validate(&Token::new(token)).unwrap();
+    assert_eq!(principal.user_id(), USER);
+    assert_eq!(principal.claim("run_id"), Some(&json!(run_id)));
+    // The user's validator (another key) refuses it: it is not a user token.
+    assert!(user_validator().validate(&Token::new(token)).is_err());
+}
+
+#[tokio::test]
+async fn unknown_agent_name_is_an_error_frame_and_no_run() {
+    let mut h = Harness::start(|b, _| b).await;
+    let message_id = h.ask("nobody").await;
+    let error = h.next().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["payload"]["code"], "unknown_agent");
+    assert_eq!(error["reply_to"], message_id.as_str());
+    assert!(error.get("run_id").is_none(), "{error}");
+    h.assert_usable().await;
+    assert!(h.seen.lock().unwrap().requests.is_empty());
+    assert_eq!(h.agent.refused(), (1, 0));
+    assert!(
+        h.agent
+            .metrics_text()
+            .contains("agentwire_agent_requests_refused_total{code=\"unknown_agent\"} 1\n")
+    );
+    assert_eq!(h.agent.forwarded_runs(), 0);
+}
+
+#[tokio::test]
+async fn past_the_in_flight_limit_a_request_is_refused_with_retry_after() {
+    let mut h = Harness::start(|b, _| {
+        b.max_in_flight(1)
+            .busy_retry_after(Duration::from_millis(1500))
+            .idle_timeout(PATIENCE)
+    })
+    .await;
+    h.ask("slow").await;
+    let first = h.next().await;
+    assert_eq!(first["type"], "agent_started", "{first}");
+    let message_id = h.ask("happy").await;
+    let error = h.next().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["payload"]["code"], "agent_busy");
+    assert_eq!(error["payload"]["retry_after_ms"], 1500);
+    assert_eq!(error["reply_to"], message_id.as_str());
+    // Cancelling the first frees the slot.
+    h.send(json!({"type": "cancel_agent", "payload": {"run_id": first["run_id"]}}))
+        .await;
+    let cancelled = h.next().await;
+    assert_eq!(cancelled["payload"]["code"], "cancelled", "{cancelled}");
+    h.disconnect_of("slow").await;
+    let mut frames = Vec::new();
+    for _ in 0..PATIENCE.as_millis() / 50 {
+        h.ask("happy").await;
+        let first = h.next().await;
+        if first["type"] == "error" {
+            // The slot is freed when the cancelled run's future is dropped: soon.
+            assert_eq!(first["payload"]["code"], "agent_busy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        frames.push(first);
+        frames.extend(h.run_frames().await);
+        break;
+    }
+    assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+}
+
+#[tokio::test]
+async fn cancel_aborts_the_http_request() {
+    let mut h = Harness::start(|b, _| b.idle_timeout(PATIENCE)).await;
+    h.ask("slow").await;
+    let started = h.next().await;
+    assert_eq!(started["type"], "agent_started", "{started}");
+    h.send(json!({"type": "cancel_agent", "payload": {"run_id": started["run_id"]}}))
+        .await;
+    let error = h.next().await;
+    assert_eq!(error["type"], "agent_error", "{error}");
+    assert_eq!(error["payload"]["code"], "cancelled");
+    assert_eq!(error["run_id"], started["run_id"]);
+    h.disconnect_of("slow").await;
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn unreachable_service() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut h = Harness::start(|b, _| {
+        b.agent(
+            "gone",
+            Service::ndjson(&format!("http://{closed}/run")).unwrap(),
+        )
+    })
+    .await;
+    let (frames, code) = h.failing_run("gone").await;
+    assert_eq!(code, "agent_unreachable");
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["payload"]["recoverable"], true);
+    h.assert_usable().await;
+    assert_eq!(h.agent.failures("agent_unreachable"), 1);
+    let metrics = h.agent.metrics_text();
+    assert!(
+        metrics.contains("agentwire_agent_run_failures_total{code=\"agent_unreachable\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agentwire_agent_runs_forwarded_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn non_2xx_status() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (_, code) = h.failing_run("status").await;
+    assert_eq!(code, "agent_http_status");
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn wrong_content_type() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("content_type").await;
+    assert_eq!(code, "agent_content_type");
+    assert_eq!(frames.len(), 1, "nothing of the body is relayed");
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn malformed_line() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("malformed").await;
+    assert_eq!(code, "agent_malformed_line");
+    assert_eq!(frames[0]["type"], "agent_started");
+    h.disconnect_of("malformed").await;
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn an_event_that_breaks_the_run_contract() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("contract").await;
+    assert_eq!(code, "agent_contract_broken");
+    assert_eq!(frames.len(), 1, "the offending event is not relayed");
+    h.disconnect_of("contract").await;
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn line_over_the_size_limit() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("too_large").await;
+    assert_eq!(code, "agent_line_too_large");
+    assert_eq!(frames[0]["type"], "agent_started");
+    h.disconnect_of("too_large").await;
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn stream_ending_without_a_terminal_event() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("no_terminal").await;
+    assert_eq!(code, "agent_no_terminal");
+    assert_eq!(frames.len(), 3);
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn idle_service() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("idle").await;
+    assert_eq!(code, "agent_idle_timeout");
+    assert_eq!(frames[0]["type"], "agent_started");
+    h.assert_usable().await;
+    // Another run on the same agent still works.
+    h.ask("happy").await;
+    assert_eq!(
+        h.run_frames().await.last().unwrap()["type"],
+        "agent_completed"
+    );
+    let _ = h.service;
+}
+
+#[tokio::test]
+async fn connection_broken_mid_response() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("broken").await;
+    assert_eq!(code, "agent_connection_failed");
+    // Whether the line before the break got through depends on the service's buffering.
+    assert!(frames.len() <= 2, "{frames:?}");
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn total_timeout() {
+    let mut h = Harness::start(|b, _| {
+        b.idle_timeout(PATIENCE)
+            .total_timeout(Some(Duration::from_millis(300)))
+    })
+    .await;
+    let (frames, code) = h.failing_run("slow").await;
+    assert_eq!(code, "agent_timeout");
+    assert_eq!(frames[0]["type"], "agent_started");
+    h.disconnect_of("slow").await;
+    h.assert_usable().await;
+    assert_eq!(h.agent.failures("agent_timeout"), 1);
+}
+
+#[tokio::test]
+async fn a_completed_run_leaves_its_connection_to_the_next() {
+    let mut h = Harness::start(|b, _| b).await;
+    for _ in 0..2 {
+        h.ask("keepalive").await;
+        let frames = h.run_frames().await;
+        assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+        h.settled().await;
+    }
+    let seen = h.seen.lock().unwrap();
+    assert_eq!(seen.peers.len(), 2);
+    assert_eq!(
+        seen.peers[0], seen.peers[1],
+        "one keep-alive connection for both runs"
+    );
+}
+
+#[tokio::test]
+async fn idle_before_the_response_headers() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("no_headers").await;
+    assert_eq!(code, "agent_idle_timeout");
+    assert_eq!(frames.len(), 1);
+    h.assert_usable().await;
+}
+
+#[tokio::test]
+async fn the_services_own_agent_error_ends_the_run() {
+    let mut h = Harness::start(|b, _| b).await;
+    let (frames, code) = h.failing_run("own_error").await;
+    assert_eq!(code, "quota_exceeded");
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1]["payload"]["recoverable"], true);
+    h.assert_usable().await;
+    h.settled().await;
+    assert_eq!(h.agent.completed_runs(), 1);
+}
