@@ -144,6 +144,21 @@ struct ServeArgs {
     /// Server-wide memory budget of the replay window, in bytes (oldest evicted first).
     #[arg(long, env = "AGENTWIRE_REPLAY_MAX_BYTES", default_value_t = agentwire_server::stream::DEFAULT_MAX_BYTES)]
     replay_max_bytes: usize,
+    /// The agent service runs are forwarded to (HTTP POST, streamed response); without it (and
+    /// without named agents) the built-in demo agent answers.
+    #[arg(long, env = "AGENTWIRE_AGENT_URL")]
+    agent_url: Option<String>,
+    /// The protocol of the agent services: ndjson (ag-ui is not supported yet).
+    #[arg(long, env = "AGENTWIRE_AGENT_PROTOCOL", default_value = "ndjson")]
+    agent_protocol: String,
+    /// A named agent service, NAME=URL (repeatable; the variable takes a comma list): requests
+    /// with payload.agent_name NAME go there.
+    #[arg(long = "agent", env = "AGENTWIRE_AGENT", value_delimiter = ',')]
+    agents: Vec<String>,
+    /// HMAC secret (at least 32 bytes) for the short-lived token sent to agent services as
+    /// `Authorization: Bearer` (sub = user id, run_id; aud agent-service).
+    #[arg(long, env = "AGENTWIRE_AGENT_SECRET", hide_env_values = true)]
+    agent_secret: Option<String>,
     /// Let clients open without credentials and authenticate with `auth_refresh` first.
     #[arg(long, env = "AGENTWIRE_IN_BAND_AUTH")]
     in_band_auth: bool,
@@ -329,16 +344,61 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             let secret = dev_secret.as_deref().or(args.jwt_secret.as_deref());
             print_dev_banner(local, secret)?;
         }
-        let server = Server::builder(validator)
-            .config(config)
-            .handler(DemoAgent::new(Duration::from_millis(args.demo_step_ms)))
-            .build();
+        let builder = Server::builder(validator).config(config);
+        let server = match http_agent(&args)? {
+            Some(agent) => {
+                tracing::info!(
+                    target: "agentwire::server",
+                    agent_url = args.agent_url.as_deref().unwrap_or(""),
+                    named = args.agents.len(),
+                    protocol = %args.agent_protocol,
+                    "runs are forwarded to the agent service"
+                );
+                builder.handler(agent).build()
+            }
+            None => {
+                tracing::info!(
+                    target: "agentwire::server",
+                    "no --agent-url: runs are answered by the built-in demo agent"
+                );
+                builder
+                    .handler(DemoAgent::new(Duration::from_millis(args.demo_step_ms)))
+                    .build()
+            }
+        };
         tracing::info!(target: "agentwire::server", listen = %local, dev = args.dev, "listening");
         server
             .serve(listener, shutdown_signal())
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// The HTTP agent of `--agent-url` and `--agent NAME=URL`, or `None` for the demo agent.
+fn http_agent(args: &ServeArgs) -> Result<Option<agentwire_http_agent::HttpAgent>, String> {
+    use agentwire_http_agent::{HttpAgent, Protocol, Service};
+    if args.agent_url.is_none() && args.agents.is_empty() {
+        return Ok(None);
+    }
+    let protocol: Protocol = args
+        .agent_protocol
+        .parse()
+        .map_err(|e| format!("--agent-protocol: {e}"))?;
+    let service = |url: &str| Service::new(url, protocol).map_err(|e| format!("{url}: {e}"));
+    let mut builder = HttpAgent::builder();
+    if let Some(url) = &args.agent_url {
+        builder = builder.default_service(service(url)?);
+    }
+    for agent in &args.agents {
+        let (name, url) = agent
+            .split_once('=')
+            .ok_or_else(|| format!("--agent {agent:?}: expected NAME=URL"))?;
+        builder = builder.agent(name.trim(), service(url.trim())?);
+    }
+    if let Some(secret) = &args.agent_secret {
+        builder = builder.service_token_secret(secret);
+    }
+    builder.build().map(Some).map_err(|e| e.to_string())
 }
 
 /// A listening socket with `backlog` (tokio's `TcpListener::bind` fixes it at 1024).

@@ -190,3 +190,87 @@ fn the_operations_flags_table_matches_serve_help() {
         }
     }
 }
+
+/// `serve --agent-url`: runs go to an NDJSON agent service (here a small axum one), named
+/// agents to theirs, and an unknown name gets `unknown_agent` with no run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
+    use axum::routing::post;
+
+    // The agent service: answers every run with three NDJSON events naming itself.
+    async fn service(name: &'static str, body: String) -> impl axum::response::IntoResponse {
+        let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let text = request["payload"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let lines = [
+            json!({"type": "agent_started", "payload": {"agent_name": name, "user_request": text}}),
+            json!({"type": "STREAM_CHUNK", "payload": {"delta": format!("{name} says hi"), "index": 0}}),
+            json!({"type": "agent_completed", "payload": {"result": name, "duration_ms": 1}}),
+        ]
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .collect::<String>();
+        ([("content-type", "application/x-ndjson")], lines)
+    }
+    let app = axum::Router::new()
+        .route("/default", post(|body: String| service("default", body)))
+        .route("/weather", post(|body: String| service("weather", body)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let agents = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let secret = agentwire_auth::testing::FIXTURE_HMAC_SECRET;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--agent-url", &format!("http://{agents}/default")])
+        .args(["--agent", &format!("weather=http://{agents}/weather")])
+        .args(["--log-format", "json"])
+        .env("AGENTWIRE_JWT_SECRET", secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let offer = agentwire_auth::testing::offer_header(&token("fwd"));
+    let mut ws = None;
+    for _ in 0..200 {
+        if let Ok((client, _)) = connect_raw(&url, Some(&offer), None).await {
+            ws = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = ws.expect("the server listens");
+    assert_eq!(next_json(&mut ws).await["type"], "connection_established");
+    for (agent, expected) in [(None, "default"), (Some("weather"), "weather")] {
+        let mut payload = json!({"user_request": "hello"});
+        if let Some(agent) = agent {
+            payload["agent_name"] = json!(agent);
+        }
+        let events = run_agent(&mut ws, &json!({"type": "start_agent", "payload": payload})).await;
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["agent_started", "agent_response_chunk", "agent_completed"]
+        );
+        assert_eq!(events[2]["payload"]["result"], expected);
+    }
+    futures_util::SinkExt::send(&mut ws, tokio_tungstenite::tungstenite::Message::text(
+        json!({"type": "start_agent", "message_id": "u", "payload": {"user_request": "x", "agent_name": "nobody"}}).to_string(),
+    ))
+    .await
+    .expect("send");
+    let refused = next_json(&mut ws).await;
+    assert_eq!(refused["payload"]["code"], "unknown_agent", "{refused}");
+    assert_eq!(refused["reply_to"], "u");
+    let _ = child.kill();
+    let _ = child.wait();
+}
