@@ -236,7 +236,22 @@ impl Connection {
             .with_user_id(&*user_id)
             .emit();
         let (outcome, replay) = match resume {
-            Some((decision, frames)) => (Some(resume_outcome(&decision)), frames),
+            Some((decision, frames)) => {
+                let reason = match &decision {
+                    Decision::Reset(reason) => reason.as_str(),
+                    _ => "",
+                };
+                tracing::info!(
+                    target: "agentwire::stream",
+                    connection_id = &*self.id,
+                    user_id = &*user_id,
+                    status = decision.status(),
+                    reason,
+                    replayed = frames.len(),
+                    "resume"
+                );
+                (Some(resume_outcome(&decision)), frames)
+            }
             None => (None, Vec::new()),
         };
         if let Some(established) =
