@@ -62,6 +62,7 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             "in_band_auth": c.in_band_auth(),
             "replay_max_events": c.replay().max_events,
             "replay_max_age_ms": u64::try_from(c.replay().max_age.as_millis()).unwrap_or(u64::MAX),
+            "replay_max_bytes": c.replay().max_bytes,
             "max_json_depth": c.max_json_depth(),
             "auth_timeout_ms": u64::try_from(c.auth_timeout().as_millis()).unwrap_or(u64::MAX),
         },

@@ -266,3 +266,145 @@ async fn a_connection_resuming_while_another_receives_live_events_sees_the_same_
     assert_eq!(live_seqs, (1..=200).collect::<Vec<_>>());
     server.stop().await;
 }
+
+/// A gauge or counter of `/metrics` (exact name, no labels).
+async fn gauge(server: &TestServer, name: &str) -> u64 {
+    metric(server.addr, &format!("{name} ")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_their_memory_go_away_once_the_window_expires() {
+    let config = Config::builder()
+        .replay_max_age(Duration::from_secs(1))
+        .build()
+        .expect("config");
+    let server = start(config).await;
+    let (ws, _) = connect(&server, &token("eve")).await;
+    for n in 0..5 {
+        server
+            .server
+            .emitter()
+            .emit("eve", Event::system_message(format!("m{n}")));
+    }
+    drop(ws);
+    await_active(server.addr, 0).await;
+    // Emitted to a user nobody is connected as: kept too.
+    server
+        .server
+        .emitter()
+        .emit("ghost", Event::system_message("for later"));
+    assert!(gauge(&server, "agentwire_streams").await >= 2);
+    assert!(gauge(&server, "agentwire_replay_events").await >= 6);
+    // After max_age, the sweep drops the events and the streams: nothing is held.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let streams = gauge(&server, "agentwire_streams").await;
+        let bytes = gauge(&server, "agentwire_replay_bytes").await;
+        if streams == 0 && bytes == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{streams} streams and {bytes} bytes still held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gauge(&server, "agentwire_replay_events").await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_resumes_leaves_no_connection_and_keeps_the_window_in_its_budget() {
+    const BUDGET: usize = 256 * 1024;
+    let config = Config::builder()
+        .replay_max_events(50)
+        .replay_max_bytes(BUDGET)
+        .rate_limit_per_sec(0)
+        .build()
+        .expect("config");
+    let server = start(config).await;
+    let users: Vec<String> = (0..40).map(|n| format!("storm-{n}")).collect();
+    // Events keep coming to every user, connected or not.
+    let emitter = server.server.emitter();
+    let emitting = users.clone();
+    let producer = tokio::spawn(async move {
+        for round in 0..200 {
+            for user in &emitting {
+                emitter.emit(
+                    user,
+                    Event::system_message(format!("{round} {}", "x".repeat(200))),
+                );
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    // Each user connects, resumes from what it saw last, reads a little, and leaves, again and
+    // again, several users at once.
+    let mut tasks = Vec::new();
+    for user in users.clone() {
+        let url = server.url("/ws");
+        tasks.push(tokio::spawn(async move {
+            let token = token(&user);
+            let offer = agentwire_auth::testing::offer_header(&token);
+            let mut position: Option<(String, u64)> = None;
+            let mut resumed = 0;
+            for _ in 0..25 {
+                let query = match &position {
+                    Some((epoch, seq)) => format!("{url}?epoch={epoch}&since={seq}"),
+                    None => url.clone(),
+                };
+                let (mut ws, _) = connect_raw(&query, Some(&offer), None)
+                    .await
+                    .expect("connect");
+                let established = next_json(&mut ws).await;
+                let payload = &established["payload"];
+                let mut seq = payload["stream"]["seq"].as_u64().expect("seq");
+                match payload["resume"]["status"].as_str() {
+                    Some("resumed") => {
+                        resumed += 1;
+                        // The replay starts right after what this client saw.
+                        let from = payload["resume"]["from_seq"].as_u64().expect("from");
+                        assert_eq!(Some(from - 1), position.as_ref().map(|p| p.1));
+                        let replayed = payload["resume"]["replayed"].as_u64().expect("n");
+                        let mut expected = from;
+                        for _ in 0..replayed.min(5) {
+                            let frame = next_json(&mut ws).await;
+                            assert_eq!(frame["seq"], expected, "replayed in order");
+                            expected += 1;
+                        }
+                        seq = expected - 1;
+                    }
+                    Some("reset") => {
+                        // Budget or count evicted what it missed: told, not a silent gap.
+                        let reason = payload["resume"]["reason"].as_str().expect("reason");
+                        assert_eq!(reason, "outside_window", "{established}");
+                    }
+                    _ => assert!(position.is_none(), "{established}"),
+                }
+                position = Some((
+                    payload["stream"]["epoch"]
+                        .as_str()
+                        .expect("epoch")
+                        .to_owned(),
+                    seq,
+                ));
+                drop(ws);
+            }
+            resumed
+        }));
+    }
+    let mut resumed = 0;
+    for task in tasks {
+        resumed += task.await.expect("client task");
+    }
+    producer.await.expect("producer");
+    await_active(server.addr, 0).await;
+    assert!(resumed > 0, "some resumes were within the window");
+    let held = gauge(&server, "agentwire_replay_bytes").await;
+    assert!(
+        held as usize <= BUDGET,
+        "{held} bytes held, budget {BUDGET}"
+    );
+    assert_no_1011(server.addr).await;
+    server.stop().await;
+}
