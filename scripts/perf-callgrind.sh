@@ -7,6 +7,7 @@
 #   scripts/perf-callgrind.sh runs agentwire      # per run: 3,000 runs on 10 connections
 #   scripts/perf-callgrind.sh runs baseline       # the same against agentwire-baseline
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
+#   SERVER_ARGS="--replay-max-events 0" scripts/perf-callgrind.sh runs agentwire  # extra serve flags
 #
 # The server runs under callgrind on a free loopback port; a warm-up pass runs first, then
 # the counters are zeroed, the measured workload runs, and the counters are dumped. Prints
@@ -25,7 +26,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 
 case "$kind" in
 agentwire) server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
-    --rate-limit-per-sec 0 --log-format json) ;;
+    --rate-limit-per-sec 0 --log-format json ${SERVER_ARGS:-}) ;;
 baseline) server=("$BASELINE_BIN" --listen "127.0.0.1:$port") ;;
 *) echo "unknown server kind: $kind" >&2; exit 2 ;;
 esac
