@@ -1,5 +1,7 @@
 //! The `agentwire` binary: refusal without a key, `token`, `serve --dev`, and SIGTERM.
 
+// The server's own test helpers (a loopback server, a real client): one copy for both crates.
+#[path = "../../agentwire-server/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

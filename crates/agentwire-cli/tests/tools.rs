@@ -4,6 +4,8 @@
 //! No timing thresholds: only what the tools report (times are checked to be there, never
 //! against a bound).
 
+// The server's own test helpers (a loopback server, a real client): one copy for both crates.
+#[path = "../../agentwire-server/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

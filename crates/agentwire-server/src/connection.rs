@@ -645,44 +645,43 @@ impl Connection {
     /// Sends the last frame and the close frame (if any), waits briefly for the peer's, and
     /// logs the record.
     async fn finish(mut self, end: End) {
-        let end = match end {
+        let (mut info, reply, mut send_close) = match end {
+            End::Close(info) => (info, None, true),
             End::Session(close) => {
                 let Close { reply, info, .. } = *close;
-                let mut end = End::Close(info);
-                if let Some(reply) = reply
-                    && let Err(failed) = self.send_event(reply).await
-                {
-                    end = failed;
-                }
-                end
+                (info, reply, true)
             }
-            end => end,
+            End::Drop(info) => (info, None, false),
         };
-        let info = match end {
-            End::Close(info) => {
-                let frame = CloseFrame {
-                    code: info.code().as_u16(),
-                    reason: Utf8Bytes::from(info.reason()),
-                };
-                let close_timeout = self.shared.config.close_timeout;
-                if let Ok(Ok(())) =
-                    timeout(close_timeout, self.socket.send(Message::Close(Some(frame)))).await
-                {
-                    // Read until the peer's close frame (or anything else ends the stream).
-                    let _ = timeout(close_timeout, async {
-                        while let Some(Ok(message)) = self.socket.recv().await {
-                            if matches!(message, Message::Close(_)) {
-                                break;
-                            }
+        if let Some(reply) = reply
+            && let Err(failed) = self.send_event(reply).await
+        {
+            // The last frame could not be written: nor can the close frame.
+            send_close = false;
+            if let End::Close(failed) | End::Drop(failed) = failed {
+                info = failed;
+            }
+        }
+        if send_close {
+            let frame = CloseFrame {
+                code: info.code().as_u16(),
+                reason: Utf8Bytes::from(info.reason()),
+            };
+            let close_timeout = self.shared.config.close_timeout;
+            if let Ok(Ok(())) =
+                timeout(close_timeout, self.socket.send(Message::Close(Some(frame)))).await
+            {
+                // Read until the peer's close frame (or anything else ends the stream).
+                let _ = timeout(close_timeout, async {
+                    while let Some(Ok(message)) = self.socket.recv().await {
+                        if matches!(message, Message::Close(_)) {
+                            break;
                         }
-                    })
-                    .await;
-                }
-                info
+                    }
+                })
+                .await;
             }
-            End::Drop(info) => info,
-            End::Session(close) => close.info,
-        };
+        }
         self.shared.metrics.closed(info.code().as_u16());
         let failed = matches!(
             info.code(),

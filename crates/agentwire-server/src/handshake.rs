@@ -17,7 +17,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use agentwire_stream::ResumeRequest;
+use agentwire_stream::{ResumeQueryError, ResumeRequest};
 
 use crate::accept::IpNet;
 use crate::connection::{self, Accepted};
@@ -94,12 +94,7 @@ pub(crate) async fn upgrade(State(shared): State<Arc<Shared>>, request: Request)
         Ok(resume) => resume.map(Box::new),
         Err(error) => {
             shared.metrics.handshake_rejected(error.code());
-            let body = serde_json::json!({ "error": {
-                "code": error.code(),
-                "message": error.to_string(),
-                "parameter": error.parameter().as_str(),
-            }});
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            return refuse_resume(&error);
         }
     };
 
@@ -198,7 +193,19 @@ fn head_bytes(parts: &axum::http::request::Parts) -> usize {
 
 /// An HTTP refusal with a JSON body `{code, message}`.
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, axum::Json(refusal(code, message))).into_response()
+}
+
+/// The body of every HTTP refusal: `{"error": {"code", "message"}}`.
+fn refusal(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "code": code, "message": message } })
+}
+
+/// The HTTP refusal for a malformed `?epoch=&since=`: the usual body, plus the parameter.
+fn refuse_resume(error: &ResumeQueryError) -> Response {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut body = refusal(error.code(), &error.to_string());
+    body["error"]["parameter"] = error.parameter().as_str().into();
     (status, axum::Json(body)).into_response()
 }
 

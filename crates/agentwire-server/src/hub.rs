@@ -286,6 +286,24 @@ impl Hub {
         (hash, guard)
     }
 
+    /// A new stream for `user_id` (with a fresh epoch), with no connection yet.
+    fn insert_user<'t>(
+        &self,
+        users: &'t mut HashTable<UserEntry>,
+        hash: u64,
+        user_id: &str,
+        now: Instant,
+    ) -> &'t mut UserEntry {
+        let entry = UserEntry {
+            user_id: Arc::from(user_id),
+            stream: UserStream::new(now),
+            slots: Vec::new(),
+        };
+        users
+            .insert_unique(hash, entry, |s| self.hasher.hash_one(&*s.user_id))
+            .into_mut()
+    }
+
     /// Adds a connection to `user_id`'s stream, unless the user already has `max` open, and
     /// answers its resume request. Registration and the replay are decided in one critical
     /// section: the replay ends where the connection's live events begin.
@@ -301,43 +319,17 @@ impl Hub {
         let (hash, mut guard) = self.shard(user_id);
         let shard = &mut *guard;
         shard.window.expire(now);
-        let first;
-        let mut created = false;
         let entry = match shard.users.find_mut(hash, |s| &*s.user_id == user_id) {
             Some(entry) if entry.slots.len() >= max => return Err(TooManyConnections),
-            Some(entry) => {
-                first = entry.slots.is_empty();
-                entry
-            }
-            None => {
-                first = true;
-                created = true;
-                let hasher = &self.hasher;
-                shard
-                    .users
-                    .insert_unique(
-                        hash,
-                        UserEntry {
-                            user_id: Arc::from(user_id),
-                            stream: UserStream::new(now),
-                            slots: Vec::new(),
-                        },
-                        |s| hasher.hash_one(&*s.user_id),
-                    )
-                    .into_mut()
-            }
+            Some(entry) => entry,
+            None => self.insert_user(&mut shard.users, hash, user_id, now),
         };
+        let first = entry.slots.is_empty();
+        // A stream created just now has a fresh epoch: a client's resume gets epoch_changed,
+        // its history being gone.
         let resume = resume.map(|request| {
-            if created {
-                // No history here for this user: whatever the client saw is gone.
-                (
-                    agentwire_stream::decide(&agentwire_stream::StreamState::Unknown, request),
-                    Vec::new(),
-                )
-            } else {
-                let resumed = entry.stream.resume(&shard.window, request);
-                (resumed.decision, resumed.frames)
-            }
+            let resumed = entry.stream.resume(&shard.window, request);
+            (resumed.decision, resumed.frames)
         });
         let key = Arc::clone(&entry.user_id);
         let (tx, rx) = queue::channel(self.queue_frames);
@@ -468,21 +460,7 @@ impl Hub {
             // No stream here and no window to keep the event for a later resume: dropped.
             None if !shard.window.replay_enabled() => return Delivered::default(),
             // Kept for the user's next connection that resumes.
-            None => {
-                let hasher = &self.hasher;
-                shard
-                    .users
-                    .insert_unique(
-                        hash,
-                        UserEntry {
-                            user_id: Arc::from(user_id),
-                            stream: UserStream::new(now),
-                            slots: Vec::new(),
-                        },
-                        |s| hasher.hash_one(&*s.user_id),
-                    )
-                    .into_mut()
-            }
+            None => self.insert_user(&mut shard.users, hash, user_id, now),
         };
         // Stamped, encoded, kept and queued under the user's lock, so every connection sees
         // the stream's events in `seq` order, and a resume sees exactly what was sent.

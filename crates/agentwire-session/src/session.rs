@@ -140,6 +140,14 @@ impl Close {
         )
     }
 
+    /// The close for a peer that kept exceeding the rate limit (4429).
+    fn rate_limited() -> Close {
+        Close {
+            reply: None,
+            info: CloseInfo::new(CloseCode::RateLimited, ErrorCode::RateLimited.as_str()),
+        }
+    }
+
     /// The close for a binary frame (1003): the protocol is JSON text frames.
     pub fn binary_frame() -> Close {
         Close {
@@ -315,10 +323,7 @@ impl Session {
     pub fn handle_control(&mut self, now: Instant) -> Option<Close> {
         self.pong_deadline = None;
         match self.limiter.as_mut()?.check(now) {
-            Verdict::Abusive => Some(Close {
-                reply: None,
-                info: CloseInfo::new(CloseCode::RateLimited, ErrorCode::RateLimited.as_str()),
-            }),
+            Verdict::Abusive => Some(Close::rate_limited()),
             Verdict::Allow | Verdict::Limited { .. } => None,
         }
     }
@@ -505,10 +510,7 @@ impl Session {
                     None => reply,
                 }))
             }
-            Verdict::Abusive => Some(Action::Close(Close {
-                reply: None,
-                info: CloseInfo::new(CloseCode::RateLimited, ErrorCode::RateLimited.as_str()),
-            })),
+            Verdict::Abusive => Some(Action::Close(Close::rate_limited())),
         }
     }
 
