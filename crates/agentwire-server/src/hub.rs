@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use agentwire_events::{Event, StreamPosition};
 use agentwire_stream::{
-    Decision, ResumeRequest, SharedFrame, UserStream, WindowConfig, WindowStats, WindowStore,
+    Decision, Frame, ResumeRequest, UserStream, WindowConfig, WindowStats, WindowStore,
 };
 use agentwire_types::MessageType;
 use axum::extract::ws::Utf8Bytes;
@@ -122,13 +122,23 @@ impl Outbound {
     }
 }
 
-impl SharedFrame for Outbound {
+impl Frame for Outbound {
+    type Tag = MessageType;
+
     fn from_json(json: &str, event: &Event) -> Outbound {
         Outbound::copied(json, event.message_type())
     }
 
     fn json(&self) -> &str {
         self.text.as_str()
+    }
+
+    fn tag(&self) -> MessageType {
+        self.message_type
+    }
+
+    fn from_stored(json: &str, message_type: MessageType) -> Outbound {
+        Outbound::copied(json, message_type)
     }
 }
 

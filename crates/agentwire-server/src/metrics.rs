@@ -249,6 +249,12 @@ pub(crate) fn render_window(
          # TYPE agentwire_replay_events gauge\nagentwire_replay_events {}\n\
          # HELP agentwire_replay_bytes Bytes held in the replay window (frames and bookkeeping).\n\
          # TYPE agentwire_replay_bytes gauge\nagentwire_replay_bytes {}\n\
+         # HELP agentwire_replay_hole_bytes Bytes of events evicted by count that still take \
+         their place in the window until it moves past them or compacts (the budget counts them).\n\
+         # TYPE agentwire_replay_hole_bytes gauge\nagentwire_replay_hole_bytes {}\n\
+         # HELP agentwire_replay_compactions_total Times the window copied its events into fresh \
+         memory to reclaim holes.\n\
+         # TYPE agentwire_replay_compactions_total counter\nagentwire_replay_compactions_total {}\n\
          # HELP agentwire_replay_evictions_total Events evicted from the replay window, by cause.\n\
          # TYPE agentwire_replay_evictions_total counter\n\
          agentwire_replay_evictions_total{{cause=\"count\"}} {}\n\
@@ -256,6 +262,8 @@ pub(crate) fn render_window(
          agentwire_replay_evictions_total{{cause=\"budget\"}} {}\n",
         stats.held_events,
         stats.held_bytes,
+        stats.dead_bytes,
+        stats.compactions,
         stats.evicted_by_count,
         stats.evicted_by_age,
         stats.evicted_by_budget,

@@ -21,8 +21,8 @@
 //!   event once and keeps it in its shard's [`WindowStore`], which holds the frames of the
 //!   streams of one lock domain within a share of the server-wide byte budget
 //!   ([`WindowConfig`]: events and age per user, bytes server-wide; oldest evicted first). The
-//!   frame the connections get and the one kept for replay are one shared allocation
-//!   ([`SharedFrame`]).
+//!   store keeps a copy of each frame's text in large chunks, and rebuilds the frames of a
+//!   replay from it byte for byte ([`Frame`]).
 //!
 //! Streams outlive connections: a stream is kept while its window holds events and for
 //! `max_age` after its last event or disconnect, then dropped when [`UserStream::is_expired`]
@@ -90,5 +90,5 @@ pub use config::{
 pub use decide::{Decision, Held, Replay, ResetReason, StreamState, decide};
 pub use error::{ConfigError, ResumeParameter, ResumeQueryError};
 pub use request::{MAX_EPOCH_BYTES, MAX_SINCE_DIGITS, ResumeRequest};
-pub use store::{EVENT_OVERHEAD_BYTES, SharedFrame, WindowStats, WindowStore};
+pub use store::{EVENT_OVERHEAD_BYTES, Frame, WindowStats, WindowStore};
 pub use stream::{Appended, Frames, Resume, UserStream};

@@ -10,7 +10,7 @@ use agentwire_events::{Event, StreamPosition, StreamStamper};
 
 use crate::decide::{Decision, Held, ResetReason, StreamState, decide};
 use crate::request::ResumeRequest;
-use crate::store::{Eviction, SharedFrame, WindowStore};
+use crate::store::{Eviction, Frame, WindowStore};
 
 /// Ids that tell one stream's events from another's in a store, unique in the process.
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(1);
@@ -117,7 +117,7 @@ impl UserStream {
     /// The frame's `timestamp` is the wall clock's, read here when the event is stamped (an
     /// `Instant` cannot give a calendar time); that is the one clock this crate reads.
     /// A control frame (no `seq`) is encoded and returned, not kept.
-    pub fn append<F: SharedFrame>(
+    pub fn append<F: Frame>(
         &mut self,
         event: &Event,
         now: Instant,
@@ -146,7 +146,7 @@ impl UserStream {
         if self.tickets.is_empty() {
             self.first_seq = seq;
         }
-        let ticket = store.push(self.id, now, frame.clone());
+        let ticket = store.push(self.id, now, &frame);
         self.tickets.push_back(ticket);
         while self.tickets.len() > store.max_events() {
             if let Some(oldest) = self.tickets.pop_front() {
@@ -166,7 +166,7 @@ impl UserStream {
     ///
     /// Events older than `max_age` count as held until an append or
     /// [`WindowStore::expire`] drops them; call `expire(now)` first for a decision at `now`.
-    pub fn state<'a, F: SharedFrame>(&'a self, store: &WindowStore<F>) -> StreamState<'a> {
+    pub fn state<'a, F: Frame>(&'a self, store: &WindowStore<F>) -> StreamState<'a> {
         let held = if !store.replay_enabled() {
             Held::Off
         } else {
@@ -190,7 +190,7 @@ impl UserStream {
     /// that is not held (or beyond the last), so what it yields never has a gap; after a
     /// [`decide`] on [`state`](Self::state) with the same store and nothing appended or
     /// expired between, that is the whole range. [`resume`](Self::resume) does both.
-    pub fn replay<'a, F: SharedFrame>(
+    pub fn replay<'a, F: Frame>(
         &'a self,
         store: &'a WindowStore<F>,
         from_seq: u64,
@@ -219,16 +219,11 @@ impl UserStream {
     /// A server calls it under the lock that orders the user's events, in the same critical
     /// section as it adds the new connection to the user's live fan-out, so the replay ends
     /// where live events begin. Call [`WindowStore::expire`] first for a decision at `now`.
-    pub fn resume<F: SharedFrame>(
-        &self,
-        store: &WindowStore<F>,
-        request: &ResumeRequest,
-    ) -> Resume<F> {
+    pub fn resume<F: Frame>(&self, store: &WindowStore<F>, request: &ResumeRequest) -> Resume<F> {
         let decision = decide(&self.state(store), request);
         let frames = match decision {
             Decision::Resumed(replay) if !replay.is_empty() => self
                 .replay(store, replay.from_seq(), replay.to_seq())
-                .cloned()
                 .collect(),
             _ => Vec::new(),
         };
@@ -248,12 +243,12 @@ impl UserStream {
     }
 
     /// Events of this stream held in `store`.
-    pub fn held<F: SharedFrame>(&self, store: &WindowStore<F>) -> usize {
+    pub fn held<F: Frame>(&self, store: &WindowStore<F>) -> usize {
         self.tickets.len() - self.evicted(store)
     }
 
     /// Whether this stream holds no event in `store`.
-    pub fn is_empty<F: SharedFrame>(&self, store: &WindowStore<F>) -> bool {
+    pub fn is_empty<F: Frame>(&self, store: &WindowStore<F>) -> bool {
         self.held(store) == 0
     }
 
@@ -271,7 +266,7 @@ impl UserStream {
     /// Call [`WindowStore::expire`] first so that expired events are gone. A stream dropped
     /// while it still holds events leaves them to expire; [`clear`](Self::clear) drops them
     /// at once.
-    pub fn is_expired<F: SharedFrame>(&self, store: &WindowStore<F>, now: Instant) -> bool {
+    pub fn is_expired<F: Frame>(&self, store: &WindowStore<F>, now: Instant) -> bool {
         !store.replay_enabled()
             || (self.is_empty(store)
                 && now.saturating_duration_since(self.active_at) >= store.max_age())
@@ -279,7 +274,7 @@ impl UserStream {
 
     /// Drops every event this stream holds in `store` (counted as
     /// [`cleared`](crate::WindowStats::cleared)); `seq` and epoch go on.
-    pub fn clear<F: SharedFrame>(&mut self, store: &mut WindowStore<F>) {
+    pub fn clear<F: Frame>(&mut self, store: &mut WindowStore<F>) {
         for ticket in self.tickets.drain(..) {
             store.release(ticket, self.id, Eviction::Cleared);
         }
@@ -288,14 +283,14 @@ impl UserStream {
     }
 
     /// How many of the tickets at the front were evicted from `store` (by age or budget).
-    fn evicted<F: SharedFrame>(&self, store: &WindowStore<F>) -> usize {
+    fn evicted<F: Frame>(&self, store: &WindowStore<F>) -> usize {
         let first = store.first_ticket();
         self.tickets.partition_point(|&ticket| ticket < first)
     }
 
     /// Forgets the tickets evicted from `store`, and gives back the memory of a window that
     /// shrank.
-    fn trim<F: SharedFrame>(&mut self, store: &WindowStore<F>) {
+    fn trim<F: Frame>(&mut self, store: &WindowStore<F>) {
         let evicted = self.evicted(store);
         if evicted > 0 {
             self.tickets.drain(..evicted);
@@ -310,7 +305,7 @@ impl UserStream {
 
 /// The frames [`UserStream::replay`] yields.
 #[derive(Debug)]
-pub struct Frames<'a, F> {
+pub struct Frames<'a, F: Frame> {
     tickets: &'a VecDeque<u64>,
     store: &'a WindowStore<F>,
     stream: u64,
@@ -318,10 +313,10 @@ pub struct Frames<'a, F> {
     end: usize,
 }
 
-impl<'a, F: SharedFrame> Iterator for Frames<'a, F> {
-    type Item = &'a F;
+impl<F: Frame> Iterator for Frames<'_, F> {
+    type Item = F;
 
-    fn next(&mut self) -> Option<&'a F> {
+    fn next(&mut self) -> Option<F> {
         if self.next >= self.end {
             return None;
         }

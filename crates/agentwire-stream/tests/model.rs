@@ -114,12 +114,14 @@ struct Shard {
     model: Vec<Kept>,
 }
 
-/// One event the model says is held.
+/// One event the model says is stored: held (live), or evicted by its stream's count limit
+/// and still taking its bytes (a hole) until the front passes it or the store compacts.
 struct Kept {
     incarnation: usize,
     seq: u64,
     bytes: usize,
     at: Instant,
+    live: bool,
 }
 
 struct Server {
@@ -186,8 +188,10 @@ impl Server {
         if max_events == 0 {
             return;
         }
-        // The model, from the rules: store it; the stream's oldest beyond max_events goes;
-        // then what is max_age old; then the shard's oldest while over its share.
+        // The model, from the rules: store it; the stream's oldest beyond max_events becomes
+        // a hole; then what is max_age old goes; then, while the shard is over its share
+        // (holes included), it compacts when the holes take at least a quarter of what the
+        // events held take, else its oldest goes. Holes at the front go at once.
         let incarnation = entry.incarnation;
         let model = &mut shard.model;
         model.push(Kept {
@@ -195,22 +199,33 @@ impl Server {
             seq,
             bytes: appended.frame.len() + EVENT_OVERHEAD_BYTES,
             at: now,
+            live: true,
         });
         let own = model
             .iter()
-            .filter(|e| e.incarnation == incarnation)
+            .filter(|e| e.live && e.incarnation == incarnation)
             .count();
         if own > max_events {
             let oldest = model
                 .iter()
-                .position(|e| e.incarnation == incarnation)
+                .position(|e| e.live && e.incarnation == incarnation)
                 .unwrap();
-            model.remove(oldest);
+            model[oldest].live = false;
+            drop_dead_front(model);
         }
         model_expire(model, now, self.config.max_age);
         let share = self.config.max_bytes / SHARDS;
-        while model.iter().map(|e| e.bytes).sum::<usize>() > share {
-            model.remove(0);
+        loop {
+            let (live, dead) = model_bytes(model);
+            if live + dead <= share || model.is_empty() {
+                break;
+            }
+            if dead > 0 && dead * 4 >= live {
+                model.retain(|e| e.live);
+            } else {
+                model.remove(0);
+                drop_dead_front(model);
+            }
         }
     }
 
@@ -273,9 +288,9 @@ impl Server {
                     assert_eq!(replay.to_seq(), last);
                     assert_eq!(resume.frames.len() as u64, replay.len());
                     for (frame, seq) in resume.frames.iter().zip(replay.from_seq()..) {
-                        // Byte for byte the frame first sent, and the same allocation.
+                        // Byte for byte the frame first sent.
                         let original = &self.sent[&(request.epoch().to_owned(), seq)];
-                        assert!(Arc::ptr_eq(frame, original));
+                        assert_eq!(frame, original);
                         received.push(parse_outbound(frame).unwrap().seq().unwrap());
                     }
                     first = replay.from_seq();
@@ -332,7 +347,7 @@ impl Server {
                 !(entry.connections.is_empty() && entry.stream.is_expired(store, now))
             });
             // A dropped stream held nothing, so the model holds nothing of it either.
-            for event in &shard.model {
+            for event in shard.model.iter().filter(|e| e.live) {
                 assert!(
                     shard
                         .users
@@ -348,14 +363,16 @@ impl Server {
         let mut total = 0;
         for shard in &self.shards {
             let stats = shard.store.stats();
-            // The budget is never exceeded, and is the model's to the byte.
-            assert!(stats.held_bytes <= shard.store.max_bytes());
+            // The budget (events held and holes) is never exceeded, and is the model's to
+            // the byte.
+            let (live, dead) = model_bytes(&shard.model);
+            assert!(stats.held_bytes + stats.dead_bytes <= shard.store.max_bytes());
+            assert_eq!((stats.held_bytes, stats.dead_bytes), (live, dead));
             assert_eq!(
-                stats.held_bytes,
-                shard.model.iter().map(|e| e.bytes).sum::<usize>()
+                stats.held_events,
+                shard.model.iter().filter(|e| e.live).count()
             );
-            assert_eq!(stats.held_events, shard.model.len());
-            total += stats.held_bytes;
+            total += stats.held_bytes + stats.dead_bytes;
             for entry in shard.users.values() {
                 let StreamState::Known { held, .. } = entry.stream.state(&shard.store) else {
                     unreachable!()
@@ -379,6 +396,24 @@ impl Server {
 /// The model's age rule: what is `max_age` old at `now` is gone.
 fn model_expire(model: &mut Vec<Kept>, now: Instant, max_age: Duration) {
     model.retain(|e| now.saturating_duration_since(e.at) < max_age);
+    drop_dead_front(model);
+}
+
+/// Holes at the front of a store go at once: the front is always an event held.
+fn drop_dead_front(model: &mut Vec<Kept>) {
+    let holes = model.iter().take_while(|e| !e.live).count();
+    model.drain(..holes);
+}
+
+/// Bytes of the events held, and of the holes.
+fn model_bytes(model: &[Kept]) -> (usize, usize) {
+    model.iter().fold((0, 0), |(live, dead), e| {
+        if e.live {
+            (live + e.bytes, dead)
+        } else {
+            (live, dead + e.bytes)
+        }
+    })
 }
 
 /// What the model says `incarnation` holds.
@@ -388,7 +423,7 @@ fn model_held(model: &[Kept], incarnation: usize, max_events: usize) -> Held {
     }
     let seqs: Vec<u64> = model
         .iter()
-        .filter(|e| e.incarnation == incarnation)
+        .filter(|e| e.live && e.incarnation == incarnation)
         .map(|e| e.seq)
         .collect();
     // What a stream holds is always a run ending at its last event.
