@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use agentwire_auth::mint::{Claims, SigningKey, offer_header};
 use agentwire_auth::{Algorithm, Key, Validator};
-use agentwire_server::{Config, DemoAgent, Server};
+use agentwire_server::{Config, DemoAgent, PublishConfig, PublishKey, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod logging;
@@ -159,6 +159,23 @@ struct ServeArgs {
     /// `Authorization: Bearer` (sub = user id, run_id; aud agent-service).
     #[arg(long, env = "AGENTWIRE_AGENT_SECRET", hide_env_values = true)]
     agent_secret: Option<String>,
+    /// Address of the publish API (POST /api/v1/users/{user_id}/events, for other services);
+    /// off unless set. Needs a key: a key file or AGENTWIRE_PUBLISH_KEY.
+    #[arg(long, env = "AGENTWIRE_PUBLISH_ADDR")]
+    publish_addr: Option<SocketAddr>,
+    /// File with the publish API's keys, one per line (# comments); any of them is accepted.
+    #[arg(long, env = "AGENTWIRE_PUBLISH_KEY_FILE")]
+    publish_key_file: Option<PathBuf>,
+    /// A publish API key (16 to 1024 visible ASCII characters); prefer the variable or the
+    /// key file: a command line is visible to every user of the machine.
+    #[arg(long, env = "AGENTWIRE_PUBLISH_KEY", hide_env_values = true)]
+    publish_key: Option<String>,
+    /// Largest publish request body, in bytes (larger: 413).
+    #[arg(long, env = "AGENTWIRE_PUBLISH_MAX_BODY_BYTES", default_value_t = agentwire_server::DEFAULT_PUBLISH_MAX_BODY_BYTES)]
+    publish_max_body_bytes: usize,
+    /// Most events in one publish batch (more: 413).
+    #[arg(long, env = "AGENTWIRE_PUBLISH_MAX_BATCH_EVENTS", default_value_t = agentwire_server::DEFAULT_PUBLISH_MAX_BATCH_EVENTS)]
+    publish_max_batch_events: usize,
     /// Let clients open without credentials and authenticate with `auth_refresh` first.
     #[arg(long, env = "AGENTWIRE_IN_BAND_AUTH")]
     in_band_auth: bool,
@@ -332,6 +349,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let validator = validator(&args, dev_secret.as_deref())?;
     let config = config(&args)?;
+    let publish = publish_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -344,7 +362,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             let secret = dev_secret.as_deref().or(args.jwt_secret.as_deref());
             print_dev_banner(local, secret)?;
         }
-        let builder = Server::builder(validator).config(config);
+        let publish_listener = match (&publish, args.publish_addr) {
+            (Some(_), Some(addr)) => Some(
+                listen(addr, args.listen_backlog)
+                    .map_err(|e| format!("cannot listen on {addr} (--publish-addr): {e}"))?,
+            ),
+            _ => None,
+        };
+        let mut builder = Server::builder(validator).config(config);
+        if let Some(publish) = publish {
+            builder = builder.publish(publish);
+        }
         let server = match http_agent(&args)? {
             Some(agent) => {
                 tracing::info!(
@@ -367,11 +395,80 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             }
         };
         tracing::info!(target: "agentwire::server", listen = %local, dev = args.dev, "listening");
-        server
-            .serve(listener, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        // One signal stops both listeners; a listener that fails stops the other too.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop_on_signal.send_replace(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let websocket = async {
+            let served = server.serve(listener, until_stopped(stopped.clone())).await;
+            stop.send_replace(true);
+            served
+        };
+        let publishing = async {
+            let Some(listener) = publish_listener else {
+                return Ok(());
+            };
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            if let Some(p) = server.publish_config() {
+                tracing::info!(
+                    target: "agentwire::server",
+                    publish_addr = %addr,
+                    keys = p.key_count(),
+                    max_body_bytes = p.max_body_bytes(),
+                    max_batch_events = p.max_batch_events(),
+                    "publish API listening: POST /api/v1/users/{{user_id}}/events"
+                );
+            }
+            let served = server
+                .serve_publish(listener, until_stopped(stopped.clone()))
+                .await;
+            stop.send_replace(true);
+            served.map_err(|e| e.to_string())
+        };
+        let (websocket, publishing) = tokio::join!(websocket, publishing);
+        websocket.map_err(|e| e.to_string())?;
+        publishing
     })
+}
+
+/// The publish API's settings: `Some` with `--publish-addr` (a key is then required), `None`
+/// without it.
+fn publish_config(args: &ServeArgs) -> Result<Option<PublishConfig>, String> {
+    let has_key = args.publish_key.is_some() || args.publish_key_file.is_some();
+    if args.publish_addr.is_none() {
+        if has_key {
+            // Not an error (the same environment may serve nodes with and without it).
+            tracing::warn!(
+                target: "agentwire::server",
+                "a publish key is set but --publish-addr is not: the publish API is off"
+            );
+        }
+        return Ok(None);
+    }
+    let mut builder = PublishConfig::builder()
+        .max_body_bytes(args.publish_max_body_bytes)
+        .max_batch_events(args.publish_max_batch_events);
+    if let Some(key) = &args.publish_key {
+        let key = PublishKey::new(key.trim()).map_err(|e| format!("--publish-key: {e}"))?;
+        builder = builder.key(key);
+    }
+    if let Some(path) = &args.publish_key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--publish-key-file {}: {e}", path.display()))?;
+        let keys = PublishKey::from_lines(&text)
+            .map_err(|e| format!("--publish-key-file {}: {e}", path.display()))?;
+        builder = builder.keys(keys);
+    }
+    builder
+        .build()
+        .map(Some)
+        .map_err(|e| format!("--publish-addr: {e}"))
 }
 
 /// The HTTP agent of `--agent-url` and `--agent NAME=URL`, or `None` for the demo agent.

@@ -276,3 +276,140 @@ async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `serve --publish-addr` without a key refuses to start, saying where a key comes from.
+#[test]
+fn serve_with_publish_addr_and_no_key_refuses_to_start() {
+    let output = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--publish-addr",
+            "127.0.0.1:0",
+        ])
+        .env(
+            "AGENTWIRE_JWT_SECRET",
+            agentwire_auth::testing::FIXTURE_HMAC_SECRET,
+        )
+        .env_remove("AGENTWIRE_PUBLISH_KEY")
+        .env_remove("AGENTWIRE_PUBLISH_KEY_FILE")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--publish-key-file") && stderr.contains("AGENTWIRE_PUBLISH_KEY"),
+        "{stderr}"
+    );
+}
+
+/// `serve --publish-addr --publish-key-file`: another service publishes a batch over HTTP and
+/// the user's WebSocket client receives it; `/ws/config` shows the publish API, never its key;
+/// the startup log says where it listens, and no log line holds the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_publish_addr_accepts_a_publish() {
+    const KEY: &str = "cli-publish-key-0123456789abcdef";
+    let dir = std::env::temp_dir().join(format!("agentwire-publish-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key_file = dir.join("publish.key");
+    std::fs::write(&key_file, format!("# the publish key\n{KEY}\n")).expect("key file");
+    let free_port = || {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr")
+    };
+    let (listen, publish) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &listen.to_string()])
+        .args(["--publish-addr", &publish.to_string()])
+        .arg("--publish-key-file")
+        .arg(&key_file)
+        .args(["--log-format", "json"])
+        .env(
+            "AGENTWIRE_JWT_SECRET",
+            agentwire_auth::testing::FIXTURE_HMAC_SECRET,
+        )
+        .env("RUST_LOG", "agentwire=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+
+    let url = format!("ws://{listen}/ws");
+    let offer = agentwire_auth::testing::offer_header(&token("pia"));
+    let mut ws = None;
+    for _ in 0..200 {
+        if let Ok((client, _)) = connect_raw(&url, Some(&offer), None).await {
+            ws = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = ws.expect("the server listens");
+    let established = next_json(&mut ws).await;
+    let seq = established["payload"]["stream"]["seq"]
+        .as_u64()
+        .expect("seq");
+
+    let batch = json!({"events": [
+        {"type": "system_message", "payload": {"message": "deploy finished"}},
+        {"type": "THREAD_UPDATED", "payload": {"thread_id": "t1", "title": "Deploys"}},
+    ]});
+    let auth = format!("Bearer {KEY}");
+    let (status, _, body) = http_request(
+        publish,
+        "POST",
+        "/api/v1/users/pia/events",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        batch.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["seqs"], json!([seq + 1, seq + 2]), "{answer}");
+    assert_eq!(answer["connections"], 1);
+    for (i, kind) in ["system_message", "thread_update"].iter().enumerate() {
+        let frame = next_json(&mut ws).await;
+        assert_eq!(frame["type"], *kind, "{frame}");
+        assert_eq!(frame["seq"], seq + 1 + i as u64);
+    }
+
+    let (status, _, body) = http_request(
+        publish,
+        "POST",
+        "/api/v1/users/pia/events",
+        &[("Authorization", "Bearer not-the-key-0123456789")],
+        batch.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    // The publish API is on its own listener only.
+    let (status, _, _) = http_request(listen, "POST", "/api/v1/users/pia/events", &[], b"{}").await;
+    assert_eq!(status, 404);
+
+    let (_, _, config) = http_get(listen, "/ws/config", &[]).await;
+    let config: serde_json::Value = serde_json::from_str(&config).expect("JSON");
+    assert_eq!(config["publish"]["enabled"], true, "{config}");
+    assert!(!config.to_string().contains(KEY));
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = logs.join().expect("logs");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("publish API listening") && l.contains(&publish.to_string())),
+        "{logs:?}"
+    );
+    assert!(logs.iter().all(|l| !l.contains(KEY)), "{logs:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,19 @@ pub enum ServerConfigError {
         /// What it must be.
         expected: &'static str,
     },
+    /// The publish API was asked for (its router, its listener, or a
+    /// [`PublishConfig`](crate::PublishConfig)) without a key to authenticate publishers with.
+    #[error(
+        "the publish API needs an API key: add one with PublishConfig::builder().key(...) \
+         (agentwire serve: --publish-key-file PATH or AGENTWIRE_PUBLISH_KEY)"
+    )]
+    MissingPublishKey,
+    /// A publish API key that cannot be used; the message never contains the key.
+    #[error("invalid publish API key: {reason}")]
+    InvalidPublishKey {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl ServerConfigError {
@@ -21,6 +34,8 @@ impl ServerConfigError {
     pub fn code(&self) -> &'static str {
         match self {
             ServerConfigError::OutOfRange { .. } => "invalid_config",
+            ServerConfigError::MissingPublishKey => "missing_publish_key",
+            ServerConfigError::InvalidPublishKey { .. } => "invalid_publish_key",
         }
     }
 }
@@ -85,4 +100,7 @@ pub enum ServeError {
     /// Binding or serving the listener failed.
     #[error("i/o error while serving: {0}")]
     Io(#[from] std::io::Error),
+    /// What was asked to be served is not configured (the publish API without a key).
+    #[error(transparent)]
+    Config(#[from] ServerConfigError),
 }

@@ -197,7 +197,7 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The body of every HTTP refusal: `{"error": {"code", "message"}}`.
-fn refusal(code: &str, message: &str) -> serde_json::Value {
+pub(crate) fn refusal(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "error": { "code": code, "message": message } })
 }
 

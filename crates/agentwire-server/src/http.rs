@@ -66,6 +66,16 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             "max_json_depth": c.max_json_depth(),
             "auth_timeout_ms": u64::try_from(c.auth_timeout().as_millis()).unwrap_or(u64::MAX),
         },
+        // Whether other services can publish to users' streams, and the limits; never a key.
+        "publish": match &shared.publish {
+            Some(p) => json!({
+                "enabled": true,
+                "path": crate::PUBLISH_PATH,
+                "max_body_bytes": p.max_body_bytes(),
+                "max_batch_events": p.max_batch_events(),
+            }),
+            None => json!({ "enabled": false }),
+        },
     });
     Json(body).into_response()
 }

@@ -13,7 +13,10 @@
 //! - [`Emitter`]: sends events to all of a user's open connections from any task, through a
 //!   [`Delivery`] engine ([`LocalStreams`], in-process, by default; another is plugged in with
 //!   [`ServerBuilder::delivery`]);
-//! - [`Config`]: limits, timeouts and handshake policy with safe defaults.
+//! - [`Config`]: limits, timeouts and handshake policy with safe defaults;
+//! - the publish API ([`PublishConfig`], [`Server::publish_router`],
+//!   [`Server::serve_publish`]): other services `POST` batches of events to a user's stream
+//!   over HTTP, authenticated by an API key, on a listener of their own.
 //!
 //! The wire contract is `docs/protocol.md`; operating it is `docs/operations.md`.
 //!
@@ -57,6 +60,7 @@ mod handshake;
 mod http;
 mod hub;
 mod metrics;
+mod publish;
 mod queue;
 mod runs;
 mod server;
@@ -68,6 +72,10 @@ pub use config::{
 pub use error::{HandlerError, ServeError, ServerConfigError};
 pub use handler::{DemoAgent, Handler, MessageContext, Presence, Run};
 pub use hub::{Delivered, Delivery, Emitter, LocalStreams};
+pub use publish::{
+    DEFAULT_PUBLISH_BODY_TIMEOUT, DEFAULT_PUBLISH_MAX_BATCH_EVENTS, DEFAULT_PUBLISH_MAX_BODY_BYTES,
+    PUBLISH_PATH, PublishConfig, PublishConfigBuilder, PublishKey,
+};
 pub use server::{NoHandler, Server, ServerBuilder};
 
 // The protocol crates this API takes and returns, so a service needs only this crate.
@@ -85,3 +93,8 @@ pub use agentwire_types::{self as types, MessageType};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// docs/operations.md's Rust examples (the publish API in a service), compiled likewise.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/operations.md")]
+struct OperationsDoctests;

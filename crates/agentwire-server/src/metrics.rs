@@ -27,6 +27,12 @@ pub(crate) struct Metrics {
     pub(crate) control_frames_in: AtomicU64,
     /// Events sent again to resuming connections.
     events_replayed: AtomicU64,
+    /// Batches the publish API accepted.
+    pub(crate) publish_batches: AtomicU64,
+    /// Events of those batches.
+    pub(crate) publish_events: AtomicU64,
+    /// Of those, events dropped: replay off and the user without a connection here.
+    pub(crate) publish_events_dropped: AtomicU64,
     labelled: Mutex<Labelled>,
 }
 
@@ -44,6 +50,7 @@ struct Labelled {
     resumes: BTreeMap<(&'static str, &'static str), u64>,
     errors: BTreeMap<&'static str, u64>,
     closes: BTreeMap<u16, u64>,
+    publish_refusals: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -85,6 +92,11 @@ impl Metrics {
         };
         self.events_replayed.fetch_add(replayed as u64, Relaxed);
         self.with_labelled(|l| *l.resumes.entry((decision.status(), reason)).or_default() += 1);
+    }
+
+    /// A publish request refused, by its code.
+    pub(crate) fn publish_refused(&self, code: &'static str) {
+        self.with_labelled(|l| *l.publish_refusals.entry(code).or_default() += 1);
     }
 
     /// A connection closed, by close code.
@@ -167,6 +179,24 @@ impl Metrics {
             "WebSocket pings and pongs received from clients (each ping is answered with a pong).",
             self.control_frames_in.load(Relaxed),
         );
+        counter(
+            &mut out,
+            "agentwire_publish_batches_total",
+            "Batches the publish API accepted.",
+            self.publish_batches.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "agentwire_publish_events_total",
+            "Events published through the publish API (each counted once).",
+            self.publish_events.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "agentwire_publish_events_dropped_total",
+            "Published events dropped: replay off and the user without a connection on this node.",
+            self.publish_events_dropped.load(Relaxed),
+        );
         for (name, help, per_type) in [
             (
                 "agentwire_frames_in_total",
@@ -217,6 +247,17 @@ impl Metrics {
             );
             for (code, n) in &l.errors {
                 let _ = writeln!(out, "agentwire_errors_total{{code=\"{code}\"}} {n}");
+            }
+            let _ = write!(
+                out,
+                "# HELP agentwire_publish_refused_total Publish requests refused, by code.\n\
+                 # TYPE agentwire_publish_refused_total counter\n"
+            );
+            for (code, n) in &l.publish_refusals {
+                let _ = writeln!(
+                    out,
+                    "agentwire_publish_refused_total{{code=\"{code}\"}} {n}"
+                );
             }
             let _ = write!(
                 out,

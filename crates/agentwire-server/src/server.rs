@@ -9,7 +9,7 @@ use agentwire_auth::Validator;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
-use axum::routing::get;
+use axum::routing::{get, post};
 use hyper::Request as HyperRequest;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -21,10 +21,11 @@ use tower_service::Service as _;
 
 use crate::accept::{PendingPerPeer, RefusalLog};
 use crate::config::Config;
-use crate::error::ServeError;
+use crate::error::{ServeError, ServerConfigError};
 use crate::handler::{ErasedHandler, Handler};
 use crate::hub::{Delivery, Emitter, Hub, LocalStreams};
 use crate::metrics::Metrics;
+use crate::publish::{self, PUBLISH_PATH, PublishConfig};
 use crate::runs::RunRegistry;
 use crate::{handshake, http};
 
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) emitter: Emitter,
     pub(crate) runs: Arc<RunRegistry>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The publish API's keys and limits, when it is on.
+    pub(crate) publish: Option<PublishConfig>,
     pub(crate) started: Instant,
     pub(crate) draining: AtomicBool,
     /// Flips to `true` once, when shutdown begins; every connection watches it.
@@ -106,6 +109,7 @@ pub struct ServerBuilder<H = NoHandler> {
     config: Config,
     handler: H,
     delivery: Option<MakeDelivery>,
+    publish: Option<PublishConfig>,
 }
 
 impl<H> ServerBuilder<H> {
@@ -122,7 +126,16 @@ impl<H> ServerBuilder<H> {
             config: self.config,
             handler,
             delivery: self.delivery,
+            publish: self.publish,
         }
+    }
+
+    /// Turns the publish API on, with `publish`'s keys and limits: other services `POST`
+    /// batches of events to a user's stream ([`Server::publish_router`], served on a
+    /// listener of its own by [`Server::serve_publish`]). Off by default.
+    pub fn publish(mut self, publish: PublishConfig) -> Self {
+        self.publish = Some(publish);
+        self
     }
 
     /// The delivery engine behind [`Server::emitter`] and every run's events (default: this
@@ -189,6 +202,7 @@ impl<H: Handler> ServerBuilder<H> {
                 emitter: Emitter::new(delivery),
                 runs: Arc::new(RunRegistry::new()),
                 metrics,
+                publish: self.publish,
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
                 shutdown,
@@ -208,6 +222,7 @@ impl Server {
             config: Config::default(),
             handler: NoHandler,
             delivery: None,
+            publish: None,
         }
     }
 
@@ -239,6 +254,70 @@ impl Server {
             .route("/ws/config", get(http::config))
             .route("/metrics", get(http::metrics))
             .with_state(Arc::clone(&self.shared))
+    }
+
+    /// The publish API: `POST /api/v1/users/{user_id}/events` ([`PUBLISH_PATH`]), other
+    /// methods on that path answered 405. Mount it where only other services reach it (its
+    /// own listener, [`serve_publish`](Self::serve_publish), is the usual place); it fits any
+    /// application state `S`, like [`router`](Self::router). Requests are authenticated with
+    /// the [`PublishConfig`]'s keys; the body and every answer are in docs/operations.md,
+    /// "Publish API".
+    ///
+    /// ```
+    /// use agentwire_server::{DemoAgent, Key, PublishConfig, PublishKey, Server, Validator};
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let validator = Validator::builder().key(Key::hmac(b"a secret of at least thirty-two bytes!!")?).build()?;
+    /// let publish = PublishConfig::builder()
+    ///     .key(PublishKey::new("a-key-other-services-send-0123")?)
+    ///     .build()?;
+    /// let server = Server::builder(validator).handler(DemoAgent::default()).publish(publish).build();
+    /// let internal: axum::Router = axum::Router::new().nest("/internal", server.publish_router()?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ServerConfigError::MissingPublishKey`] when the server was built without
+    /// [`ServerBuilder::publish`].
+    pub fn publish_router<S: Clone + Send + Sync + 'static>(
+        &self,
+    ) -> Result<Router<S>, ServerConfigError> {
+        if self.shared.publish.is_none() {
+            return Err(ServerConfigError::MissingPublishKey);
+        }
+        Ok(Router::new()
+            .route(
+                PUBLISH_PATH,
+                post(publish::publish).fallback(publish::method_not_allowed),
+            )
+            .with_state(Arc::clone(&self.shared)))
+    }
+
+    /// The publish API's settings, when it is on.
+    pub fn publish_config(&self) -> Option<&PublishConfig> {
+        self.shared.publish.as_ref()
+    }
+
+    /// Serves the publish API alone on `listener` (any other path answered 404 with a JSON
+    /// body) until `signal` completes, with the accept-time protection of
+    /// [`serve`](Self::serve): the head timeout and limit, the pending-connection caps. Run it
+    /// next to [`serve`](Self::serve) on an address only other services reach. When `signal`
+    /// completes it begins the server's shutdown, as `serve` does; while the server drains,
+    /// publishes are answered 503 `draining`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Config`] with [`ServerConfigError::MissingPublishKey`] when the server
+    /// was built without [`ServerBuilder::publish`]; otherwise as [`serve`](Self::serve).
+    pub async fn serve_publish(
+        &self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let app = self.publish_router()?.fallback(publish::not_found);
+        self.serve_listener(listener, app, signal, Listener::Publish)
+            .await
     }
 
     /// agentwire's metrics in the Prometheus text format (what `GET /metrics` answers), to
@@ -364,6 +443,17 @@ impl Server {
         app: Router,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.serve_listener(listener, app, signal, Listener::WebSocket)
+            .await
+    }
+
+    async fn serve_listener(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        signal: impl Future<Output = ()> + Send + 'static,
+        kind: Listener,
+    ) -> Result<(), ServeError> {
         let config = &self.shared.config;
         let router = app;
         // Flipped once the WebSocket connections have drained: keep-alive HTTP connections
@@ -417,7 +507,7 @@ impl Server {
                         refusals.refused("too_many_pending_handshakes", peer);
                         continue;
                     };
-                    if active >= config.max_connections as u64 {
+                    if kind == Listener::WebSocket && active >= config.max_connections as u64 {
                         self.shared.metrics.handshake_rejected("server_full");
                         refusals.refused("server_full", peer);
                         continue;
@@ -459,6 +549,7 @@ impl Server {
             target: "agentwire::server",
             clean,
             remaining = self.active_connections(),
+            listener = kind.as_str(),
             "shutdown complete"
         );
         // Idle keep-alive HTTP connections close at once; give busy ones a moment.
@@ -468,6 +559,23 @@ impl Server {
         match failed {
             Some(error) => Err(ServeError::Io(error)),
             None => Ok(()),
+        }
+    }
+}
+
+/// What a listener serves: WebSocket connections count against
+/// [`max_connections`](Config::max_connections), publish requests do not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    WebSocket,
+    Publish,
+}
+
+impl Listener {
+    fn as_str(self) -> &'static str {
+        match self {
+            Listener::WebSocket => "websocket",
+            Listener::Publish => "publish",
         }
     }
 }

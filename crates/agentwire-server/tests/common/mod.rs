@@ -305,6 +305,76 @@ pub async fn http_get(
     (status, head, body)
 }
 
+/// One HTTP/1.1 request with a body over loopback: (status, head, body). `method` is any
+/// method; `Content-Length` is set from `body`, and the connection closes after the answer.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    http_raw(addr, &bytes).await
+}
+
+/// Writes `request` as it is (a head and whatever body, chunked or cut short) and reads the
+/// answer: (status, head, body). A write the server cut short by answering early is not an
+/// error: the answer is what counts.
+pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(request).await;
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed before the response head");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length = header_value(&head, "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = buf[head_end + 4..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed inside the body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        (head, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (head, body) = tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("response in time");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, head, body)
+}
+
+/// The value of header `name` (any case) in a response head.
+pub fn header_value<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, value) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
 pub async fn health(addr: SocketAddr) -> (u16, Value) {
     let (status, _, body) = http_get(addr, "/ws/health", &[]).await;
     (status, serde_json::from_str(&body).expect("health JSON"))
