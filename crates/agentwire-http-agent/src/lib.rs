@@ -91,8 +91,11 @@
 //! ```
 
 mod agent;
+mod agui;
 mod error;
 mod ndjson;
+mod relay;
+mod sse;
 
 pub use agent::{
     DEFAULT_BUSY_RETRY_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
