@@ -23,6 +23,9 @@ use crate::sse::SseParser;
 /// The content types an `ag-ui` response may have (parameters such as `charset` aside).
 pub(crate) const CONTENT_TYPES: &[&str] = &["text/event-stream"];
 
+/// The AG-UI protocol version agentwire speaks, sent as `RunAgentInput.protocolVersion`.
+pub(crate) const AG_UI_VERSION: &str = "1.0";
+
 /// The `agent_error` code of a `RUN_ERROR` without a `code`.
 pub(crate) const RUN_ERROR_CODE: &str = "run_error";
 
@@ -65,6 +68,9 @@ pub(crate) const EVENT_TYPES: &[(&str, &str)] = &[
     ("MESSAGES_SNAPSHOT", "agent_progress"),
     ("ACTIVITY_SNAPSHOT", "agent_progress"),
     ("ACTIVITY_DELTA", "agent_progress"),
+    ("SUBAGENT_STARTED", "agent_progress"),
+    ("SUBAGENT_FINISHED", "agent_progress"),
+    ("SUBAGENT_ERROR", "agent_progress"),
     ("CUSTOM", "agent_progress"),
     ("RAW", "agent_progress"),
 ];
@@ -86,6 +92,7 @@ pub(crate) fn counters() -> Box<[AtomicU64]> {
 struct RunAgentInput<'a> {
     thread_id: &'a str,
     run_id: &'a str,
+    protocol_version: &'static str,
     state: Empty,
     messages: [UserMessage<'a>; 1],
     tools: [Empty; 0],
@@ -175,6 +182,7 @@ pub(crate) fn request_body(run: &Run) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&RunAgentInput {
         thread_id: run.thread_id().unwrap_or(run.run_id()),
         run_id: run.run_id(),
+        protocol_version: AG_UI_VERSION,
         state: Empty {},
         messages: [UserMessage {
             id: message_id,
@@ -1209,6 +1217,83 @@ mod tests {
             );
         }
         assert_eq!(counters().len(), EVENT_TYPES.len() + 1);
+    }
+
+    const AGENTS_MD: &str = include_str!("../../../docs/agents.md");
+
+    /// The text of `docs/agents.md` from `heading` to the next heading of its level.
+    fn doc_section(heading: &str) -> &'static str {
+        let start = AGENTS_MD.find(heading).expect(heading);
+        let level = heading.split(' ').next().unwrap();
+        let rest = &AGENTS_MD[start + heading.len()..];
+        let end = rest.find(&format!("\n{level} ")).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// The code blocks of a docs section.
+    fn code_blocks(section: &str) -> Vec<&str> {
+        section
+            .split("```")
+            .skip(1)
+            .step_by(2)
+            .map(|block| block.split_once('\n').map_or("", |(_, body)| body))
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_mapping_table_has_every_type_as_the_code_maps_it() {
+        let table = doc_section("### The AG-UI mapping");
+        for (name, relayed_as) in EVENT_TYPES {
+            let cell = format!("`{name}`");
+            let (row, cells) = table
+                .lines()
+                .filter(|line| line.starts_with('|'))
+                .map(|line| (line, line.split('|').map(str::trim).collect::<Vec<_>>()))
+                .find(|(_, cells)| cells[1].split(", ").any(|c| c == cell))
+                .unwrap_or_else(|| panic!("{name} has no row in docs/agents.md's mapping table"));
+            let expected = if *relayed_as == "folded" {
+                "none: folded".to_owned()
+            } else {
+                format!("`{relayed_as}`")
+            };
+            assert_eq!(cells[2], expected, "{name}: {row}");
+        }
+        assert!(table.contains("| any other type | `agent_progress` |"));
+    }
+
+    #[test]
+    fn the_docs_example_exchange_is_what_the_mapping_does() {
+        let blocks = code_blocks(doc_section("## The response (`ag-ui`)"));
+        let (sse, frames) = (blocks[0], blocks[1]);
+        let counts = counters();
+        let request = RunRequest::new("weather in Oslo?").with_agent_name("weather");
+        let mut decoder = Decoder::new(1 << 20, &counts, &request, Instant::now());
+        let mut sink = TestSink::default();
+        assert_eq!(decoder.feed(sse.as_bytes(), &mut sink), Ok(true));
+        let documented: Vec<(String, Value)> = frames
+            .lines()
+            .map(|line| {
+                let mut frame: Value = serde_json::from_str(line).expect(line);
+                if let Some(duration) = frame["payload"].get_mut("duration_ms") {
+                    *duration = json!(0);
+                }
+                (
+                    frame["type"].as_str().unwrap().to_owned(),
+                    frame["payload"].take(),
+                )
+            })
+            .collect();
+        let produced: Vec<(String, Value)> = sink
+            .out
+            .into_iter()
+            .map(|(kind, mut payload)| {
+                if let Some(duration) = payload.get_mut("duration_ms") {
+                    *duration = json!(0);
+                }
+                (kind, payload)
+            })
+            .collect();
+        assert_eq!(produced, documented);
     }
 
     #[test]

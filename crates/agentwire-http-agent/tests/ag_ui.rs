@@ -181,6 +181,15 @@ async fn ag_ui_service(
     }
 }
 
+/// The request body of docs/agents.md's `ag-ui` example.
+fn documented_request() -> Value {
+    let doc = include_str!("../../../docs/agents.md");
+    let section = &doc[doc.find("## The request (`ag-ui`)").unwrap()..];
+    let block = section.split("```json\n").nth(1).unwrap();
+    let block = &block[..block.find("```").unwrap()];
+    serde_json::from_str(block).unwrap()
+}
+
 const SCENARIOS: &[&str] = &[
     "happy",
     "state",
@@ -199,6 +208,11 @@ const SCENARIOS: &[&str] = &[
 async fn start(configure: impl FnOnce(HttpAgentBuilder) -> HttpAgentBuilder) -> Harness {
     let routes = Router::new().route("/{scenario}", post(ag_ui_service));
     Harness::start_with(routes, |mut builder, service| {
+        // docs/agents.md's example names the agent `weather`.
+        builder = builder.agent(
+            "weather",
+            Service::ag_ui(&format!("http://{service}/happy")).unwrap(),
+        );
         for scenario in SCENARIOS {
             builder = builder.agent(
                 *scenario,
@@ -213,9 +227,10 @@ async fn start(configure: impl FnOnce(HttpAgentBuilder) -> HttpAgentBuilder) -> 
 #[tokio::test]
 async fn an_ag_ui_run_arrives_as_agentwire_events_in_order() {
     let mut h = start(|b| b).await;
+    // The request of docs/agents.md's example.
     h.send(
         json!({"type": "start_agent", "message_id": "m1", "payload": {
-        "user_request": "weather in Oslo?", "agent_name": "happy", "thread_id": "t-42",
+        "user_request": "weather in Oslo?", "agent_name": "weather", "thread_id": "t1",
         "context": {"locale": "nb", "units": {"temp": "C"}}}}),
     )
     .await;
@@ -241,7 +256,7 @@ async fn an_ag_ui_run_arrives_as_agentwire_events_in_order() {
             "agentwire's run id, not the service's"
         );
         assert_eq!(frame["reply_to"], "m1");
-        assert_eq!(frame["thread_id"], "t-42");
+        assert_eq!(frame["thread_id"], "t1");
         let this = frame["seq"].as_u64().unwrap();
         if let Some(before) = seq {
             assert_eq!(this, before + 1);
@@ -250,7 +265,7 @@ async fn an_ag_ui_run_arrives_as_agentwire_events_in_order() {
     }
     assert_eq!(
         frames[0]["payload"],
-        json!({"agent_name": "happy", "user_request": "weather in Oslo?"})
+        json!({"agent_name": "weather", "user_request": "weather in Oslo?"})
     );
     assert_eq!(
         frames[1]["payload"],
@@ -279,28 +294,15 @@ async fn an_ag_ui_run_arrives_as_agentwire_events_in_order() {
     );
     h.assert_usable().await;
 
-    // The request: an AG-UI RunAgentInput.
+    // The request: an AG-UI RunAgentInput, exactly docs/agents.md's example (but the run id).
     let (body, headers) = {
         let seen = h.seen.lock().unwrap();
         (seen.requests[0].1.clone(), seen.headers[0].clone())
     };
-    assert_eq!(
-        body,
-        json!({
-            "threadId": "t-42",
-            "runId": run_id,
-            "state": {},
-            "messages": [{"id": "m1", "role": "user", "content": "weather in Oslo?"}],
-            "tools": [],
-            "context": [
-                {"description": "locale", "value": "nb"},
-                {"description": "units", "value": "{\"temp\":\"C\"}"}
-            ],
-            "forwardedProps": {"agentwire": {
-                "user_id": USER, "type": "start_agent", "agent_name": "happy",
-                "message_id": "m1"}}
-        })
-    );
+    let mut documented = documented_request();
+    documented["runId"] = json!(run_id);
+    assert_eq!(body, documented);
+    assert_eq!(documented["forwardedProps"]["agentwire"]["user_id"], USER);
     assert_eq!(headers[header::ACCEPT], SSE);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     assert!(
