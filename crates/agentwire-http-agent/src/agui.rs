@@ -451,13 +451,26 @@ impl<'s> Mapper<'s> {
             count.fetch_add(1, Relaxed);
         }
         let name = known.map_or("", |i| EVENT_TYPES[i].0);
+        // A call or reasoning message streamed by chunks ends at the next other event, unless
+        // that event continues or ends it in the START / CONTENT / END form.
         if name != "TOOL_CALL_CHUNK"
             && let Some(id) = self.chunked_tool.take()
         {
-            self.end_tool(&id, relay)?;
+            let continued = matches!(
+                name,
+                "TOOL_CALL_ARGS" | "TOOL_CALL_END" | "TOOL_CALL_RESULT"
+            ) && object.get("toolCallId").and_then(Value::as_str)
+                == Some(id.as_str());
+            if !continued {
+                self.end_tool(&id, relay)?;
+            }
         }
         if name != "REASONING_MESSAGE_CHUNK" && self.reasoning_chunked.is_some() {
-            self.end_reasoning(relay)?;
+            if matches!(name, "REASONING_MESSAGE_CONTENT" | "REASONING_MESSAGE_END") {
+                self.reasoning_chunked = None;
+            } else {
+                self.end_reasoning(relay)?;
+            }
         }
         match name {
             "RUN_STARTED" => {
@@ -994,6 +1007,39 @@ mod tests {
         assert_eq!(out[7].1["reasoning"], "old style");
         assert_eq!(out[8].1["result"], "plain text");
         assert_eq!(out[9].1["result"], json!({"text": "Hi there"}));
+    }
+
+    #[test]
+    fn a_chunked_call_or_reasoning_may_go_on_in_the_start_content_end_form() {
+        let (out, ended) = map(&[
+            started(),
+            json!({"type": "TOOL_CALL_CHUNK", "toolCallId": "a", "toolCallName": "f",
+                   "delta": "{\"x\":"}),
+            json!({"type": "TOOL_CALL_ARGS", "toolCallId": "a", "delta": " 1}"}),
+            json!({"type": "TOOL_CALL_END", "toolCallId": "a"}),
+            json!({"type": "REASONING_MESSAGE_CHUNK", "messageId": "r", "delta": "a"}),
+            json!({"type": "REASONING_MESSAGE_CONTENT", "messageId": "r", "delta": "b"}),
+            json!({"type": "REASONING_MESSAGE_END", "messageId": "r"}),
+            json!({"type": "TOOL_CALL_CHUNK", "toolCallId": "b", "toolCallName": "g"}),
+            json!({"type": "TOOL_CALL_RESULT", "messageId": "m", "toolCallId": "b",
+                   "content": "1"}),
+            finished(),
+        ]);
+        assert_eq!(ended, Ok(true));
+        assert_eq!(
+            types(&out),
+            [
+                "agent_started",
+                "tool_executing",
+                "agent_thinking",
+                "tool_executing",
+                "tool_completed",
+                "agent_completed"
+            ]
+        );
+        assert_eq!(out[1].1["parameters"], json!({"x": 1}));
+        assert_eq!(out[2].1["reasoning"], "ab");
+        assert_eq!(out[4].1["result"], 1);
     }
 
     #[test]
