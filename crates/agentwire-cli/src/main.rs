@@ -148,11 +148,13 @@ struct ServeArgs {
     /// without named agents) the built-in demo agent answers.
     #[arg(long, env = "AGENTWIRE_AGENT_URL")]
     agent_url: Option<String>,
-    /// The protocol of the agent services: ndjson (ag-ui is not supported yet).
+    /// The protocol of the agent services: ndjson or ag-ui (a named agent may choose its own:
+    /// NAME=PROTOCOL+URL).
     #[arg(long, env = "AGENTWIRE_AGENT_PROTOCOL", default_value = "ndjson")]
     agent_protocol: String,
-    /// A named agent service, NAME=URL (repeatable; the variable takes a comma list): requests
-    /// with payload.agent_name NAME go there.
+    /// A named agent service, NAME=URL or NAME=PROTOCOL+URL (e.g. weather=ag-ui+http://h/run;
+    /// repeatable; the variable takes a comma list): requests with payload.agent_name NAME go
+    /// there, in PROTOCOL when given, else in the common agent protocol.
     #[arg(long = "agent", env = "AGENTWIRE_AGENT", value_delimiter = ',')]
     agents: Vec<String>,
     /// HMAC secret (at least 32 bytes) for the short-lived token sent to agent services as
@@ -487,10 +489,21 @@ fn http_agent(args: &ServeArgs) -> Result<Option<agentwire_http_agent::HttpAgent
         builder = builder.default_service(service(url)?);
     }
     for agent in &args.agents {
-        let (name, url) = agent
+        let (name, target) = agent
             .split_once('=')
-            .ok_or_else(|| format!("--agent {agent:?}: expected NAME=URL"))?;
-        builder = builder.agent(name.trim(), service(url.trim())?);
+            .ok_or_else(|| format!("--agent {agent:?}: expected NAME=URL or NAME=PROTOCOL+URL"))?;
+        let target = target.trim();
+        let service = match target.split_once('+') {
+            // `ag-ui+http://...`: a protocol before the scheme.
+            Some((protocol, url)) if !protocol.contains(':') => {
+                let protocol: Protocol = protocol
+                    .parse()
+                    .map_err(|e| format!("--agent {agent:?}: {e}"))?;
+                Service::new(url, protocol).map_err(|e| format!("{url}: {e}"))?
+            }
+            _ => service(target)?,
+        };
+        builder = builder.agent(name.trim(), service);
     }
     if let Some(secret) = &args.agent_secret {
         builder = builder.service_token_secret(secret);

@@ -194,7 +194,8 @@ fn the_operations_flags_table_matches_serve_help() {
 }
 
 /// `serve --agent-url`: runs go to an NDJSON agent service (here a small axum one), named
-/// agents to theirs, and an unknown name gets `unknown_agent` with no run.
+/// agents to theirs (one of them speaking AG-UI: `NAME=ag-ui+URL`), and an unknown name gets
+/// `unknown_agent` with no run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
     use axum::routing::post;
@@ -216,9 +217,24 @@ async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
         .collect::<String>();
         ([("content-type", "application/x-ndjson")], lines)
     }
+    // An AG-UI service: the user's text back as the answer, over Server-Sent Events.
+    async fn ag_ui(body: String) -> impl axum::response::IntoResponse {
+        let input: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let text = input["messages"][0]["content"].as_str().unwrap_or_default();
+        let events = [
+            json!({"type": "RUN_STARTED", "threadId": input["threadId"], "runId": input["runId"]}),
+            json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "a", "delta": format!("ag-ui: {text}")}),
+            json!({"type": "RUN_FINISHED", "threadId": input["threadId"], "runId": input["runId"]}),
+        ]
+        .iter()
+        .map(|event| format!("data: {event}\n\n"))
+        .collect::<String>();
+        ([("content-type", "text/event-stream")], events)
+    }
     let app = axum::Router::new()
         .route("/default", post(|body: String| service("default", body)))
-        .route("/weather", post(|body: String| service("weather", body)));
+        .route("/weather", post(|body: String| service("weather", body)))
+        .route("/agui", post(ag_ui));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -234,6 +250,7 @@ async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--agent-url", &format!("http://{agents}/default")])
         .args(["--agent", &format!("weather=http://{agents}/weather")])
+        .args(["--agent", &format!("agui=ag-ui+http://{agents}/agui")])
         .args(["--log-format", "json"])
         .env("AGENTWIRE_JWT_SECRET", secret)
         .stdout(Stdio::null())
@@ -265,6 +282,17 @@ async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
         );
         assert_eq!(events[2]["payload"]["result"], expected);
     }
+    let events = run_agent(
+        &mut ws,
+        &json!({"type": "start_agent", "payload": {"user_request": "hello", "agent_name": "agui"}}),
+    )
+    .await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["agent_started", "agent_response_chunk", "agent_completed"]
+    );
+    assert_eq!(events[2]["payload"]["result"]["text"], "ag-ui: hello");
     futures_util::SinkExt::send(&mut ws, tokio_tungstenite::tungstenite::Message::text(
         json!({"type": "start_agent", "message_id": "u", "payload": {"user_request": "x", "agent_name": "nobody"}}).to_string(),
     ))

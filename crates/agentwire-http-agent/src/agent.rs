@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
 use agentwire_auth::mint::{Claims, SigningKey};
-use agentwire_events::{Event, RunRequest, RunValidator};
+use agentwire_events::RunRequest;
 use agentwire_server::{Handler, HandlerError, MessageType, Run};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -19,8 +19,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
+use crate::agui;
 use crate::error::{AgentFailure, BuildError};
-use crate::ndjson::{self, LineSplitter};
+use crate::ndjson;
+use crate::relay::{Relay, Sink};
 
 /// The default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,31 +48,45 @@ pub enum Protocol {
     /// agentwire's request JSON out; `application/x-ndjson` back, one agentwire event per
     /// line (see the crate docs).
     Ndjson,
+    /// An AG-UI `RunAgentInput` out; `text/event-stream` of AG-UI events back, mapped onto
+    /// agentwire's events (see the crate docs).
+    AgUi,
 }
 
 impl Protocol {
-    /// The protocol's name in configuration: `ndjson`.
+    /// The protocol's name in configuration: `ndjson` or `ag-ui`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Ndjson => "ndjson",
+            Protocol::AgUi => "ag-ui",
         }
     }
 
-    /// The response Content-Types the protocol accepts (parameters aside).
+    /// The response Content-Types the protocol accepts (parameters aside); the first is
+    /// the request's `Accept`.
     pub fn content_types(self) -> &'static [&'static str] {
         match self {
             Protocol::Ndjson => ndjson::CONTENT_TYPES,
+            Protocol::AgUi => agui::CONTENT_TYPES,
         }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl std::str::FromStr for Protocol {
     type Err = BuildError;
 
-    /// Reads `ndjson` (any case).
+    /// Reads `ndjson` or `ag-ui` (also `agui`), in any case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.eq_ignore_ascii_case("ndjson") {
             Ok(Protocol::Ndjson)
+        } else if s.eq_ignore_ascii_case("ag-ui") || s.eq_ignore_ascii_case("agui") {
+            Ok(Protocol::AgUi)
         } else {
             Err(BuildError::UnknownProtocol(s.to_owned()))
         }
@@ -114,6 +130,15 @@ impl Service {
     /// As [`new`](Self::new).
     pub fn ndjson(url: &str) -> Result<Self, BuildError> {
         Service::new(url, Protocol::Ndjson)
+    }
+
+    /// A service at `url` speaking [`Protocol::AgUi`].
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn ag_ui(url: &str) -> Result<Self, BuildError> {
+        Service::new(url, Protocol::AgUi)
     }
 
     /// The service's URL.
@@ -199,7 +224,9 @@ impl HttpAgentBuilder {
     }
 
     /// The longest response line accepted, in bytes, newline excluded
-    /// ([`DEFAULT_MAX_LINE_BYTES`]).
+    /// ([`DEFAULT_MAX_LINE_BYTES`]). For `ag-ui` services it bounds each SSE event (its lines,
+    /// line ends excluded) and what agentwire assembles from the events: the answer's text,
+    /// the arguments of the open tool calls together, a reasoning message.
     pub fn max_line_bytes(mut self, bytes: usize) -> Self {
         self.max_line_bytes = bytes;
         self
@@ -292,13 +319,27 @@ struct Inner {
 }
 
 /// Counters per outcome, read with [`HttpAgent::failures`] and friends.
-#[derive(Default)]
 struct Stats {
     forwarded: AtomicU64,
     completed: AtomicU64,
     refused_unknown: AtomicU64,
     refused_busy: AtomicU64,
     failures: [AtomicU64; AgentFailure::CODES.len()],
+    /// AG-UI events read, by type (see `agui::EVENT_TYPES`, then the others).
+    ag_ui: Box<[AtomicU64]>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            forwarded: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            refused_unknown: AtomicU64::new(0),
+            refused_busy: AtomicU64::new(0),
+            failures: Default::default(),
+            ag_ui: agui::counters(),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpAgent {
@@ -343,6 +384,22 @@ impl HttpAgent {
             .map_or(0, |i| self.inner.stats.failures[i].load(Relaxed))
     }
 
+    /// AG-UI events read from `ag-ui` services with type `ag_ui_type` (an AG-UI event type
+    /// such as `STATE_SNAPSHOT`, in any case), or with a type agentwire does not know for
+    /// `other`.
+    pub fn ag_ui_events(&self, ag_ui_type: &str) -> u64 {
+        let index = if ag_ui_type == agui::OTHER_TYPE {
+            Some(agui::EVENT_TYPES.len())
+        } else {
+            agui::EVENT_TYPES
+                .iter()
+                .position(|(name, _)| name.eq_ignore_ascii_case(ag_ui_type))
+        };
+        index
+            .and_then(|i| self.inner.stats.ag_ui.get(i))
+            .map_or(0, |count| count.load(Relaxed))
+    }
+
     /// Requests refused with `error` code `unknown_agent` and `agent_busy`.
     pub fn refused(&self) -> (u64, u64) {
         (
@@ -359,7 +416,8 @@ impl HttpAgent {
 
     /// The agent's counters in the Prometheus text format, to append to the server's
     /// `/metrics` (as an embedding service appends its own): runs forwarded and completed,
-    /// failures by code, refusals by code, runs in flight.
+    /// failures by code, refusals by code, runs in flight, and AG-UI events read by type with
+    /// what they were relayed as.
     pub fn metrics_text(&self) -> String {
         use std::fmt::Write;
         let stats = &self.inner.stats;
@@ -415,6 +473,24 @@ impl HttpAgent {
             "Forwarded runs in flight.",
             &[("", self.in_flight() as u64)],
         );
+        let labels: Vec<String> = agui::EVENT_TYPES
+            .iter()
+            .copied()
+            .chain([(agui::OTHER_TYPE, "agent_progress")])
+            .map(|(ty, relayed_as)| format!("{{type=\"{ty}\",relayed_as=\"{relayed_as}\"}}"))
+            .collect();
+        let ag_ui: Vec<(&str, u64)> = labels
+            .iter()
+            .zip(stats.ag_ui.iter())
+            .map(|(labels, count)| (labels.as_str(), count.load(Relaxed)))
+            .collect();
+        metric(
+            "agentwire_agent_ag_ui_events_total",
+            "counter",
+            "AG-UI events read from agent services, by type and the agentwire event they were \
+             relayed as (folded: into another event).",
+            &ag_ui,
+        );
         out
     }
 
@@ -442,8 +518,11 @@ impl HttpAgent {
     /// One forwarded run, to its terminal event or a failure.
     async fn forward(&self, run: &Run, service: &Service) -> Result<(), AgentFailure> {
         let inner = &*self.inner;
-        let body = serde_json::to_vec(&ndjson::RequestBody::new(run))
-            .map_err(|_| AgentFailure::Connection)?;
+        let body = match service.protocol {
+            Protocol::Ndjson => serde_json::to_vec(&ndjson::RequestBody::new(run)),
+            Protocol::AgUi => agui::request_body(run),
+        }
+        .map_err(|_| AgentFailure::Connection)?;
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(service.uri.clone())
@@ -495,14 +574,20 @@ impl HttpAgent {
             });
         }
         let mut body = response.into_body();
-        let mut relay = Relay {
-            run,
-            validator: RunValidator::new(),
-            line: 0,
-        };
-        let mut lines = LineSplitter::new(inner.max_line_bytes);
+        let mut relay = Relay::new(run);
         let max = inner.max_line_bytes;
-        let too_long = || AgentFailure::LineTooLarge { limit: max };
+        let started = Instant::now()
+            .checked_sub(run.elapsed())
+            .unwrap_or_else(Instant::now);
+        let mut decoder = match service.protocol {
+            Protocol::Ndjson => Decoder::Ndjson(ndjson::Decoder::new(max)),
+            Protocol::AgUi => Decoder::AgUi(Box::new(agui::Decoder::new(
+                max,
+                &inner.stats.ag_ui,
+                run.request(),
+                started,
+            ))),
+        };
         loop {
             let frame = match timeout(idle, body.frame()).await {
                 Err(_) => return Err(AgentFailure::IdleTimeout(idle)),
@@ -513,15 +598,39 @@ impl HttpAgent {
             let Ok(data) = frame.into_data() else {
                 continue; // trailers
             };
-            if lines.feed(&data, |line| relay.line(line), too_long)? {
+            if decoder.feed(&data, &mut relay)? {
                 drain(run, body, idle.min(DRAIN_TIMEOUT), max).await;
                 return Ok(());
             }
         }
-        if lines.finish(|line| relay.line(line), too_long)? {
+        if decoder.finish(&mut relay)? {
             return Ok(());
         }
         Err(AgentFailure::NoTerminal)
+    }
+}
+
+/// A response body's reader, by protocol.
+enum Decoder<'s> {
+    Ndjson(ndjson::Decoder),
+    AgUi(Box<agui::Decoder<'s>>),
+}
+
+impl Decoder<'_> {
+    /// Feeds body bytes: `Ok(true)` once the terminal event went out.
+    fn feed(&mut self, chunk: &[u8], sink: &mut dyn Sink) -> Result<bool, AgentFailure> {
+        match self {
+            Decoder::Ndjson(decoder) => decoder.feed(chunk, sink),
+            Decoder::AgUi(decoder) => decoder.feed(chunk, sink),
+        }
+    }
+
+    /// The end of the body: `Ok(true)` if the terminal event went out.
+    fn finish(&mut self, sink: &mut dyn Sink) -> Result<bool, AgentFailure> {
+        match self {
+            Decoder::Ndjson(decoder) => decoder.finish(sink),
+            Decoder::AgUi(decoder) => decoder.finish(sink),
+        }
     }
 }
 
@@ -550,35 +659,6 @@ async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max
             run_id = run.run_id(),
             "agent service response continued after the terminal event; connection dropped"
         );
-    }
-}
-
-/// Checks and emits the service's events.
-struct Relay<'r> {
-    run: &'r Run,
-    validator: RunValidator,
-    line: u64,
-}
-
-impl Relay<'_> {
-    /// One line: `Ok(true)` once the terminal event went out.
-    fn line(&mut self, line: &[u8]) -> Result<bool, AgentFailure> {
-        self.line += 1;
-        let payload = ndjson::parse_line(line).map_err(|reason| AgentFailure::MalformedLine {
-            line: self.line,
-            reason,
-        })?;
-        let index = self.validator.len();
-        let event = Event::in_run(self.run.run_id(), payload);
-        if let Err(violation) = self.validator.push_event(&event) {
-            return Err(AgentFailure::ContractBroken {
-                index,
-                reason: violation.rule().to_string(),
-            });
-        }
-        let terminal = event.message_type().is_terminal_event();
-        self.run.emit(event.into_payload());
-        Ok(terminal)
     }
 }
 
@@ -663,8 +743,14 @@ mod tests {
     fn protocols_by_name() {
         assert_eq!("NDJSON".parse::<Protocol>().unwrap(), Protocol::Ndjson);
         assert_eq!(Protocol::Ndjson.as_str(), "ndjson");
+        assert_eq!("ag-ui".parse::<Protocol>().unwrap(), Protocol::AgUi);
+        assert_eq!("AG-UI".parse::<Protocol>().unwrap(), Protocol::AgUi);
+        assert_eq!("agui".parse::<Protocol>().unwrap(), Protocol::AgUi);
+        assert_eq!(Protocol::AgUi.as_str(), "ag-ui");
+        assert_eq!(Protocol::AgUi.to_string(), "ag-ui");
+        assert_eq!(Protocol::AgUi.content_types(), ["text/event-stream"]);
         assert!(matches!(
-            "ag-ui".parse::<Protocol>(),
+            "sse".parse::<Protocol>(),
             Err(BuildError::UnknownProtocol(_))
         ));
     }

@@ -18,8 +18,8 @@ pub enum BuildError {
     /// The service-token secret was refused by the signer.
     #[error("invalid service-token secret: {0}")]
     InvalidSecret(String),
-    /// A protocol name other than `ndjson`.
-    #[error("unknown agent protocol {0:?} (expected ndjson)")]
+    /// A protocol name other than `ndjson` and `ag-ui`.
+    #[error("unknown agent protocol {0:?} (expected ndjson or ag-ui)")]
     UnknownProtocol(String),
     /// A limit set to zero.
     #[error("invalid setting {setting}: must be greater than zero")]
@@ -59,6 +59,16 @@ pub enum AgentFailure {
         /// Why (the parser's message; no payload text).
         reason: String,
     },
+    /// An SSE event of an `ag-ui` response is not an AG-UI event (not JSON, no string
+    /// `type`, a mapped event without the fields agentwire reads). Same code as
+    /// [`MalformedLine`](Self::MalformedLine).
+    #[error("SSE event {event} of the agent service's response is not an AG-UI event: {reason}")]
+    MalformedEvent {
+        /// The 1-based number of the SSE event (counting events with data).
+        event: u64,
+        /// Why (no payload text).
+        reason: String,
+    },
     /// An event breaks the run contract (started first, one terminal event, nothing after).
     #[error("event {index} from the agent service breaks the run contract: {reason}")]
     ContractBroken {
@@ -67,14 +77,20 @@ pub enum AgentFailure {
         /// The rule broken.
         reason: String,
     },
-    /// A line is longer than the limit.
-    #[error("a line of the agent service's response exceeds {limit} bytes")]
+    /// A line (`ndjson`), an SSE event or an assembled text, tool-call arguments or reasoning
+    /// (`ag-ui`) is longer than the limit.
+    #[error(
+        "a line, event or assembled text of the agent service's response exceeds {limit} bytes"
+    )]
     LineTooLarge {
         /// The limit in bytes.
         limit: usize,
     },
     /// The response ended without a terminal event.
-    #[error("the agent service's response ended without agent_completed or agent_error")]
+    #[error(
+        "the agent service's response ended without a terminal event \
+         (agent_completed or agent_error; RUN_FINISHED or RUN_ERROR)"
+    )]
     NoTerminal,
     /// No data arrived for longer than the idle timeout.
     #[error("the agent service sent nothing for {0:?}")]
@@ -116,7 +132,9 @@ impl AgentFailure {
             AgentFailure::Unreachable => "agent_unreachable",
             AgentFailure::HttpStatus { .. } => "agent_http_status",
             AgentFailure::ContentType { .. } => "agent_content_type",
-            AgentFailure::MalformedLine { .. } => "agent_malformed_line",
+            AgentFailure::MalformedLine { .. } | AgentFailure::MalformedEvent { .. } => {
+                "agent_malformed_line"
+            }
             AgentFailure::ContractBroken { .. } => "agent_contract_broken",
             AgentFailure::LineTooLarge { .. } => "agent_line_too_large",
             AgentFailure::NoTerminal => "agent_no_terminal",

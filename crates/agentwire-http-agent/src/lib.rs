@@ -1,5 +1,7 @@
 //! An agentwire [`Handler`](agentwire_server::Handler) that forwards each run to an agent
-//! service over HTTP and relays the service's streamed events as the run's.
+//! service over HTTP and relays the service's streamed events as the run's, in one of two
+//! protocols chosen per service ([`Protocol`]): `ndjson` (agentwire's own events, one per
+//! line) or `ag-ui` (AG-UI events over Server-Sent Events, mapped onto agentwire's).
 //!
 //! For every `start_agent` / `user_message` (and their aliases) [`HttpAgent`] POSTs the request
 //! to the agent service chosen by `payload.agent_name` ([`HttpAgentBuilder::agent`]; the
@@ -7,7 +9,7 @@
 //! the streamed response into the run's events. Each event passes the run contract on the way
 //! (agentwire's [`RunValidator`](agentwire_events::RunValidator): `agent_started` first, one
 //! terminal event, nothing after it), then is stamped, sequenced and fanned out by the server
-//! like any other. The run's id is agentwire's: the service's lines carry only a type and a
+//! like any other. The run's id is agentwire's: the service's events carry only a type and a
 //! payload.
 //!
 //! The HTTP client is hyper-util's pooled client over hyper 1.x: the server already builds
@@ -39,6 +41,41 @@
 //! connection goes back to the pool for the next run: a service should end its response right
 //! after the terminal event. Anything else after it is ignored and the connection dropped.
 //!
+//! # The `ag-ui` protocol ([`Protocol::AgUi`])
+//!
+//! The request: `POST` to the service's URL, `Content-Type: application/json`,
+//! `Accept: text/event-stream`, the service token as for `ndjson`, and an AG-UI
+//! `RunAgentInput`:
+//!
+//! ```json
+//! {"threadId": "t1", "runId": "run_...", "protocolVersion": "1.0", "state": {},
+//!  "messages": [{"id": "m1", "role": "user", "content": "weather?"}],
+//!  "tools": [], "context": [{"description": "locale", "value": "nb"}],
+//!  "forwardedProps": {"agentwire": {"user_id": "user-1", "type": "start_agent",
+//!                                   "agent_name": "weather", "message_id": "m1"}}}
+//! ```
+//!
+//! `threadId` is the request's thread (the run id when it named none); the user message's `id`
+//! is the request's `message_id` (`<runId>-user` when none); `context` has one entry per
+//! member of `payload.context` (`description`: its name, `value`: its value, non-strings as
+//! compact JSON); `forwardedProps.agentwire` is informational (the service token is the
+//! verified identity).
+//!
+//! The response: a 2xx status, `Content-Type: text/event-stream`, AG-UI events as Server-Sent
+//! Events (each event's JSON in its `data` lines; comments, `event`, `id` and `retry` fields
+//! are read and ignored; `\r\n`, `\n` and `\r` line ends). They map onto agentwire's events:
+//! `RUN_STARTED` → `agent_started`; `STEP_STARTED` → `agent_thinking`; each
+//! `TEXT_MESSAGE_CONTENT` / `TEXT_MESSAGE_CHUNK` delta → `agent_response_chunk`;
+//! `TOOL_CALL_START` / `ARGS` / `END` (or `TOOL_CALL_CHUNK`) → one `tool_executing` with the
+//! arguments assembled from the deltas (a JSON object as `parameters`); `TOOL_CALL_RESULT` →
+//! `tool_completed`; a reasoning message → `agent_thinking` with its text; `RUN_FINISHED` →
+//! `agent_completed` whose `result` is `{"text": <the assembled text>, "result"?, "outcome"?,
+//! "usage"?}`; `RUN_ERROR` → `agent_error` with its `code` (`run_error` when none). Every other
+//! event (state, messages, activity, subagents, custom, raw, reasoning phases, unknown types) is carried
+//! whole as an `agent_progress` frame, `{"source": "ag-ui", "ag_ui_type": ..., "event": {...}}`.
+//! Every event read is counted by type ([`HttpAgent::ag_ui_events`], [`HttpAgent::metrics_text`]).
+//! The full mapping table, one row per AG-UI event type, is in `docs/agents.md`.
+//!
 //! # The service token
 //!
 //! With [`HttpAgentBuilder::service_token_secret`], each request carries a JWT signed with
@@ -58,9 +95,9 @@
 //! | `agent_unreachable` | the connection could not be made (refused, DNS, connect timeout) | yes |
 //! | `agent_http_status` | a status other than 2xx | for 5xx and 429 |
 //! | `agent_content_type` | a Content-Type the protocol does not accept | no |
-//! | `agent_malformed_line` | a line that is not an event (JSON, type, payload) | no |
-//! | `agent_contract_broken` | an event that breaks the run contract | no |
-//! | `agent_line_too_large` | a line over the maximum line size | no |
+//! | `agent_malformed_line` | a line (`ndjson`) or SSE event (`ag-ui`) that is not an event | no |
+//! | `agent_contract_broken` | an event that breaks the run contract (`ag-ui`: also the tool-call sequence) | no |
+//! | `agent_line_too_large` | a line, SSE event or assembled text over the maximum line size | no |
 //! | `agent_no_terminal` | the response ended without a terminal event | no |
 //! | `agent_idle_timeout` | no headers or no bytes for longer than the idle timeout | yes |
 //! | `agent_timeout` | the run exceeded the total timeout (when one is set) | yes |
@@ -84,6 +121,7 @@
 //! let agent = HttpAgent::builder()
 //!     .default_service(Service::ndjson("http://127.0.0.1:9000/run")?)
 //!     .agent("weather", Service::ndjson("http://10.0.0.7:8000/agent")?)
+//!     .agent("planner", Service::ag_ui("http://10.0.0.8:8000/agui")?)
 //!     .service_token_secret("a secret of at least 32 bytes, from config")
 //!     .build()?;
 //! let server = Server::builder(validator).handler(agent).build();
@@ -91,8 +129,11 @@
 //! ```
 
 mod agent;
+mod agui;
 mod error;
 mod ndjson;
+mod relay;
+mod sse;
 
 pub use agent::{
     DEFAULT_BUSY_RETRY_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,

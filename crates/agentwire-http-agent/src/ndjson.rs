@@ -2,6 +2,9 @@
 
 use agentwire_events::Payload;
 use agentwire_server::Run;
+
+use crate::error::AgentFailure;
+use crate::relay::Sink;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -81,7 +84,7 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Payload, String> {
 
 /// `message` without the values serde quotes in it (a string's text, an enum variant): up to
 /// the first quote or backtick, except a missing or unknown field's name, which is kept.
-fn without_quoted(message: &str) -> String {
+pub(crate) fn without_quoted(message: &str) -> String {
     for keep in ["missing field `", "unknown field `"] {
         if let Some(at) = message.find(keep) {
             let name_start = at + keep.len();
@@ -94,6 +97,55 @@ fn without_quoted(message: &str) -> String {
         Some(at) => format!("{}...", message[..at].trim_end()),
         None => message.to_owned(),
     }
+}
+
+/// Reads an `ndjson` response: lines, each one event.
+pub(crate) struct Decoder {
+    lines: LineSplitter,
+    line: u64,
+    max: usize,
+}
+
+impl Decoder {
+    /// A decoder allowing `max` bytes per line.
+    pub(crate) fn new(max: usize) -> Self {
+        Decoder {
+            lines: LineSplitter::new(max),
+            line: 0,
+            max,
+        }
+    }
+
+    /// Feeds body bytes: `Ok(true)` once the terminal event went out.
+    pub(crate) fn feed(&mut self, chunk: &[u8], sink: &mut dyn Sink) -> Result<bool, AgentFailure> {
+        let Decoder { lines, line, max } = self;
+        let limit = *max;
+        lines.feed(
+            chunk,
+            |raw| relay_line(line, raw, sink),
+            || AgentFailure::LineTooLarge { limit },
+        )
+    }
+
+    /// The end of the body: `Ok(true)` if the terminal event went out.
+    pub(crate) fn finish(&mut self, sink: &mut dyn Sink) -> Result<bool, AgentFailure> {
+        let Decoder { lines, line, max } = self;
+        let limit = *max;
+        lines.finish(
+            |raw| relay_line(line, raw, sink),
+            || AgentFailure::LineTooLarge { limit },
+        )
+    }
+}
+
+/// One line: parsed, then emitted.
+fn relay_line(count: &mut u64, raw: &[u8], sink: &mut dyn Sink) -> Result<bool, AgentFailure> {
+    *count += 1;
+    let payload = parse_line(raw).map_err(|reason| AgentFailure::MalformedLine {
+        line: *count,
+        reason,
+    })?;
+    sink.emit(payload)
 }
 
 /// Splits a byte stream into lines of at most `max` bytes (without the newline; a trailing

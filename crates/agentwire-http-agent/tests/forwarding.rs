@@ -1,50 +1,25 @@
 //! A real agent service (axum on loopback, streaming NDJSON with pauses), an agentwire server
 //! with an `HttpAgent`, and a real WebSocket client.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentwire_auth::testing::{Claims, SigningKey, offer_header};
-use agentwire_auth::{Algorithm, Key, Token, Validator};
-use agentwire_http_agent::{HttpAgent, HttpAgentBuilder, Service};
-use agentwire_server::Server;
+use agentwire_auth::{Key, Token, Validator};
+use agentwire_http_agent::{HttpAgentBuilder, Service};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures_util::{SinkExt, StreamExt};
+use common::{
+    Harness, PATIENCE, SERVICE_SECRET, ServiceState, USER, record, stream, user_validator,
+};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How long a test waits for something that should arrive: a liveness bound, not a target.
-const PATIENCE: Duration = Duration::from_secs(20);
-const SERVICE_SECRET: &str = "the agent-service secret, 32 bytes or more";
-const USER: &str = "user-1";
-
-/// What the test service saw.
-#[derive(Default)]
-struct Seen {
-    /// Per request: the `Authorization` header and the body.
-    requests: Vec<(Option<String>, Value)>,
-    /// Per request: the client's address (the same one for a reused connection).
-    peers: Vec<SocketAddr>,
-}
-
-#[derive(Clone)]
-struct ServiceState {
-    seen: Arc<Mutex<Seen>>,
-    /// Told when a streaming response's receiver went away (the client disconnected).
-    disconnected: mpsc::UnboundedSender<String>,
-}
 
 fn line(kind: &str, payload: Value) -> String {
     format!("{}\n", json!({"type": kind, "payload": payload}))
@@ -64,49 +39,6 @@ fn completed() -> String {
     )
 }
 
-/// A streamed NDJSON response: `chunks` sent with a pause between them, then the stream
-/// stays open if `hold` (until the client goes away), else ends.
-fn stream(
-    state: &ServiceState,
-    name: &str,
-    content_type: &str,
-    chunks: Vec<String>,
-    hold: bool,
-) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(1);
-    let disconnected = state.disconnected.clone();
-    let name = name.to_owned();
-    tokio::spawn(async move {
-        for chunk in chunks {
-            if tx.send(Bytes::from(chunk)).await.is_err() {
-                let _ = disconnected.send(name);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if hold {
-            // Keep writing blank lines until the write fails: the client is gone.
-            loop {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                if tx.send(Bytes::from_static(b"\n")).await.is_err() {
-                    let _ = disconnected.send(name);
-                    return;
-                }
-            }
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
-    });
-    (
-        [(header::CONTENT_TYPE, content_type.to_owned())],
-        Body::from_stream(body),
-    )
-        .into_response()
-}
-
 async fn agent_service(
     State(state): State<ServiceState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -114,15 +46,7 @@ async fn agent_service(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    {
-        let mut seen = state.seen.lock().unwrap();
-        seen.requests.push((authorization, request));
-        seen.peers.push(peer);
-    }
+    record(&state, peer, &headers, &body);
     let nd = "application/x-ndjson";
     match scenario.as_str() {
         "happy" => stream(
@@ -242,210 +166,39 @@ async fn agent_service(
     }
 }
 
-struct Harness {
-    service: SocketAddr,
-    seen: Arc<Mutex<Seen>>,
-    disconnected: mpsc::UnboundedReceiver<String>,
-    agent: HttpAgent,
-    ws: Client,
-    user_token: Token,
-    next_message: u32,
-}
-
-async fn start_service() -> (
-    SocketAddr,
-    Arc<Mutex<Seen>>,
-    mpsc::UnboundedReceiver<String>,
-) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let (disconnected, disconnects) = mpsc::unbounded_channel();
-    let state = ServiceState {
-        seen: Arc::clone(&seen),
-        disconnected,
-    };
-    let app = Router::new()
-        .route("/{scenario}", post(agent_service))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    (addr, seen, disconnects)
-}
-
-fn user_validator() -> Validator {
-    Validator::builder()
-        .key(Key::hmac(agentwire_auth::testing::FIXTURE_HMAC_SECRET).unwrap())
-        .build()
-        .unwrap()
-}
-
 impl Harness {
-    /// A service, a server whose agent maps every scenario name to the service's path of that
-    /// name (plus `configure`), and a connected client.
+    /// The NDJSON test service, a server whose agent maps every scenario name to the
+    /// service's path of that name (plus `configure`), and a connected client.
     async fn start(
         configure: impl FnOnce(HttpAgentBuilder, SocketAddr) -> HttpAgentBuilder,
     ) -> Harness {
-        let (service, seen, disconnected) = start_service().await;
-        let mut builder = HttpAgent::builder()
-            .service_token_secret(SERVICE_SECRET)
-            .default_service(Service::ndjson(&format!("http://{service}/happy")).unwrap())
-            .max_line_bytes(1024)
-            // Long enough that a loaded machine does not trip it between the scenarios' lines.
-            .idle_timeout(Duration::from_millis(1500));
-        for scenario in [
-            "happy",
-            "status",
-            "content_type",
-            "malformed",
-            "contract",
-            "too_large",
-            "no_terminal",
-            "idle",
-            "slow",
-            "broken",
-            "keepalive",
-            "no_headers",
-            "own_error",
-        ] {
-            builder = builder.agent(
-                scenario,
-                Service::ndjson(&format!("http://{service}/{scenario}")).unwrap(),
-            );
-        }
-        let agent = configure(builder, service).build().unwrap();
-        let server = Server::builder(user_validator())
-            .handler(agent.clone())
-            .build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = server.serve(listener, std::future::pending::<()>()).await;
-        });
-        let user_token = Claims::new(USER)
-            .sign(&SigningKey::fixture(Algorithm::HS256))
-            .unwrap();
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                format!("ws://{addr}/ws"),
-            )
-            .unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            offer_header(&user_token).parse().unwrap(),
-        );
-        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
-            .await
-            .unwrap()
-            .unwrap();
-        let mut harness = Harness {
-            service,
-            seen,
-            disconnected,
-            agent,
-            ws,
-            user_token,
-            next_message: 0,
-        };
-        let established = harness.next().await;
-        assert_eq!(
-            established["type"], "connection_established",
-            "{established}"
-        );
-        harness
-    }
-
-    async fn send(&mut self, frame: Value) {
-        self.ws
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    async fn next(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a frame in time")
-                .expect("stream open")
-                .expect("no protocol error");
-            match message {
-                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
+        let routes = Router::new().route("/{scenario}", post(agent_service));
+        Harness::start_with(routes, |builder, service| {
+            let mut builder = builder
+                .default_service(Service::ndjson(&format!("http://{service}/happy")).unwrap());
+            for scenario in [
+                "happy",
+                "status",
+                "content_type",
+                "malformed",
+                "contract",
+                "too_large",
+                "no_terminal",
+                "idle",
+                "slow",
+                "broken",
+                "keepalive",
+                "no_headers",
+                "own_error",
+            ] {
+                builder = builder.agent(
+                    scenario,
+                    Service::ndjson(&format!("http://{service}/{scenario}")).unwrap(),
+                );
             }
-        }
-    }
-
-    /// Asks `agent_name` for a run; returns the request's message id.
-    async fn ask(&mut self, agent_name: &str) -> String {
-        self.next_message += 1;
-        let message_id = format!("m{}", self.next_message);
-        self.send(json!({"type": "start_agent", "message_id": message_id,
-                         "payload": {"user_request": "hi", "agent_name": agent_name}}))
-            .await;
-        message_id
-    }
-
-    /// The run's frames, through its terminal event.
-    async fn run_frames(&mut self) -> Vec<Value> {
-        let mut frames = Vec::new();
-        loop {
-            let frame = self.next().await;
-            let kind = frame["type"].as_str().unwrap_or_default().to_owned();
-            assert!(frame["run_id"].is_string(), "{frame}");
-            frames.push(frame);
-            if kind == "agent_completed" || kind == "agent_error" {
-                return frames;
-            }
-        }
-    }
-
-    /// Runs `agent_name` and returns the `agent_error` code it ends with.
-    async fn failing_run(&mut self, agent_name: &str) -> (Vec<Value>, String) {
-        self.ask(agent_name).await;
-        let frames = self.run_frames().await;
-        let last = frames.last().unwrap();
-        assert_eq!(last["type"], "agent_error", "{last}");
-        let code = last["payload"]["code"].as_str().unwrap().to_owned();
-        (frames, code)
-    }
-
-    /// The WebSocket still answers.
-    async fn assert_usable(&mut self) {
-        self.send(json!({"type": "ping"})).await;
-        let pong = self.next().await;
-        assert_eq!(pong["type"], "pong", "{pong}");
-    }
-
-    /// Waits for the agent's runs to finish on its side: the terminal event is relayed
-    /// before the response's end is read.
-    async fn settled(&self) {
-        for _ in 0..PATIENCE.as_millis() / 10 {
-            if self.agent.in_flight() == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("runs still in flight: {}", self.agent.in_flight());
-    }
-
-    async fn disconnect_of(&mut self, scenario: &str) {
-        loop {
-            let name = tokio::time::timeout(PATIENCE, self.disconnected.recv())
-                .await
-                .expect("the service sees the client disconnect")
-                .unwrap();
-            if name == scenario {
-                return;
-            }
-        }
+            configure(builder, service)
+        })
+        .await
     }
 }
 
