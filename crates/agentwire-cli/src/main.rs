@@ -144,6 +144,11 @@ struct ServeArgs {
     /// Server-wide memory budget of the replay window, in bytes (oldest evicted first).
     #[arg(long, env = "AGENTWIRE_REPLAY_MAX_BYTES", default_value_t = agentwire_server::stream::DEFAULT_MAX_BYTES)]
     replay_max_bytes: usize,
+    /// Redis for several nodes (redis://[user:password@]host[:port][/db]): every node with the
+    /// same Redis shares one stream per user (fan-out, seq, resume on any node). Without it,
+    /// streams are in-process.
+    #[arg(long, env = "AGENTWIRE_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     /// The agent service runs are forwarded to (HTTP POST, streamed response); without it (and
     /// without named agents) the built-in demo agent answers.
     #[arg(long, env = "AGENTWIRE_AGENT_URL")]
@@ -352,6 +357,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let validator = validator(&args, dev_secret.as_deref())?;
     let config = config(&args)?;
     let publish = publish_config(&args)?;
+    let redis = match &args.redis_url {
+        Some(url) => {
+            Some(agentwire_redis::RedisConfig::new(url).map_err(|e| format!("--redis-url: {e}"))?)
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -374,6 +385,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let mut builder = Server::builder(validator).config(config);
         if let Some(publish) = publish {
             builder = builder.publish(publish);
+        }
+        if let Some(redis) = redis {
+            tracing::info!(target: "agentwire::server", redis = redis.display_url(), "streams are shared through Redis");
+            builder = builder.delivery(move |local| agentwire_redis::RedisEngine::new(redis, local));
         }
         let server = match http_agent(&args)? {
             Some(agent) => {

@@ -24,9 +24,9 @@ use futures_util::SinkExt;
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout};
 
-use crate::error::HandlerError;
+use crate::error::{AttachError, HandlerError};
 use crate::handler::{MessageContext, Presence, Run, RunInner};
-use crate::hub::{Outbound, Registered, Registration};
+use crate::hub::{Attach, Attached, Attaching, Outbound, Registered, Registration};
 use crate::queue;
 use crate::server::{Shared, flipped};
 
@@ -212,12 +212,28 @@ impl Connection {
         };
         let user_id: Arc<str> = Arc::from(principal.user_id());
         let limit = self.shared.config.max_connections_per_user;
-        let Ok(registered) =
-            self.shared
-                .hub
-                .register(&user_id, self.serial, limit, resume.as_deref())
-        else {
-            return Err(End::Session(Box::new(Close::too_many_connections(limit))));
+        let attach = Attach::new(
+            Arc::clone(&self.shared.hub),
+            Arc::clone(&user_id),
+            self.serial,
+            limit,
+            resume,
+        );
+        let registered = match self.shared.emitter.delivery().attach(attach) {
+            Attaching::Ready(result) => result,
+            pending => pending.wait().await,
+        };
+        let registered = match registered {
+            Ok(Attached(registered)) => registered,
+            Err(AttachError::TooManyConnections { .. }) => {
+                return Err(End::Session(Box::new(Close::too_many_connections(limit))));
+            }
+            Err(error) => {
+                return Err(End::Close(CloseInfo::new(
+                    CloseCode::TryAgainLater,
+                    error.code(),
+                )));
+            }
         };
         let Registered {
             registration,
@@ -362,8 +378,15 @@ impl Connection {
                             return end;
                         }
                     }
-                    // The hub dropped this connection's queue: it was full.
-                    None => return End::Session(Box::new(Close::slow_consumer())),
+                    // The hub ended this connection's queue: it was full, or the stream
+                    // cannot be followed here any more and the client must resume.
+                    None => return match link.queue.ended() {
+                        Some(queue::Ended::StreamInterrupted) => End::Close(CloseInfo::new(
+                            CloseCode::ServiceRestart,
+                            "stream_interrupted",
+                        )),
+                        None => End::Session(Box::new(Close::slow_consumer())),
+                    },
                 },
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {

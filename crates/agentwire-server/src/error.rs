@@ -104,3 +104,61 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ServerConfigError),
 }
+
+/// Why an event did not make it onto a user's stream, as [`Delivered`](crate::Delivered) and
+/// [`Confirmation`](crate::Confirmation) report it. The in-process engine never fails; an
+/// engine over a shared store (Redis) does when the store cannot take the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The engine's store cannot be reached now; the event is not on the stream.
+    #[error("the stream's store is unreachable; the event was not delivered")]
+    Unavailable,
+    /// The engine's bounded publish queue is full (its store is slower than the emitters);
+    /// the event is not on the stream.
+    #[error("the engine's publish queue is full; the event was not delivered")]
+    Overloaded,
+    /// The connection to the store broke while the event was being published: it may or may
+    /// not be on the stream (a client that resumes finds out).
+    #[error(
+        "the connection to the stream's store broke while publishing; the event may not have been delivered"
+    )]
+    Unknown,
+}
+
+impl DeliveryError {
+    /// A stable machine code: `unavailable`, `overloaded` or `unknown`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeliveryError::Unavailable => "unavailable",
+            DeliveryError::Overloaded => "overloaded",
+            DeliveryError::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a connection could not join its user's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The user already has the maximum number of connections on this node (closed 4409).
+    #[error("the user already has {max} connections")]
+    TooManyConnections {
+        /// The limit.
+        max: usize,
+    },
+    /// The engine cannot tell where the user's stream stands (its store is unreachable and
+    /// this node holds no connection of the user): closed 1013, try again later.
+    #[error("the user's stream is unavailable; try again later")]
+    Unavailable,
+}
+
+impl AttachError {
+    /// A stable machine code: `too_many_connections` or `stream_unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AttachError::TooManyConnections { .. } => "too_many_connections",
+            AttachError::Unavailable => "stream_unavailable",
+        }
+    }
+}

@@ -20,8 +20,19 @@ pub(crate) async fn health(State(shared): State<Arc<Shared>>) -> Response {
         StatusCode::OK
     };
     let metrics = &shared.metrics;
+    let engine = shared.emitter.delivery().health();
+    let (engine_status, engine_reason) = match &engine {
+        crate::EngineHealth::Degraded { reason } => ("degraded", Some(reason.as_str())),
+        _ => ("healthy", None),
+    };
+    let status_text = if draining { "draining" } else { engine_status };
+    let mut engine_json = json!({ "status": engine_status });
+    if let Some(reason) = engine_reason {
+        engine_json["reason"] = json!(reason);
+    }
     let body = json!({
-        "status": if draining { "draining" } else { "healthy" },
+        "status": status_text,
+        "engine": engine_json,
         "service": shared.config.service_name,
         "version": env!("CARGO_PKG_VERSION"),
         "protocol_version": 1,
@@ -76,6 +87,7 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             }),
             None => json!({ "enabled": false }),
         },
+        "engine": shared.emitter.delivery().describe(),
     });
     Json(body).into_response()
 }
@@ -97,5 +109,6 @@ pub(crate) fn metrics_text(shared: &Shared) -> String {
     let mut text = shared.metrics.render();
     let (streams, stats) = shared.hub.window_stats();
     crate::metrics::render_window(&mut text, streams, stats);
+    shared.emitter.delivery().render_metrics(&mut text);
     text
 }

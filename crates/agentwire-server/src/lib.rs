@@ -69,9 +69,12 @@ pub use accept::IpNet;
 pub use config::{
     Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_SEND_BUFFER_BYTES,
 };
-pub use error::{HandlerError, ServeError, ServerConfigError};
+pub use error::{AttachError, DeliveryError, HandlerError, ServeError, ServerConfigError};
 pub use handler::{DemoAgent, Handler, MessageContext, Presence, Run};
-pub use hub::{Delivered, Delivery, Emitter, LocalStreams};
+pub use hub::{
+    Attach, Attached, Attaching, Confirmation, Confirmer, Delivered, Delivery, DeliveryStatus,
+    Emitter, EngineHealth, Joined, LocalStreams, Receipt,
+};
 pub use publish::{
     DEFAULT_PUBLISH_BODY_TIMEOUT, DEFAULT_PUBLISH_MAX_BATCH_EVENTS, DEFAULT_PUBLISH_MAX_BODY_BYTES,
     PUBLISH_PATH, PublishConfig, PublishConfigBuilder, PublishKey,

@@ -381,11 +381,42 @@ async fn accept(shared: &Arc<Shared>, request: Request) -> Result<Response, Refu
     let events = read_batch(&bytes, config, shared.config.max_json_depth())?;
     let count = events.len();
 
-    let delivered = shared.emitter.emit_batch(&user_id, events);
-    let seqs: Vec<Option<u64>> = delivered.iter().map(|d| d.seq).collect();
-    let dropped = seqs.iter().filter(|seq| seq.is_none()).count();
-    let connections = delivered.last().map_or(0, |d| d.connections);
+    let outcomes = shared.emitter.emit_batch(&user_id, events).await;
+    let seqs: Vec<Option<u64>> = outcomes
+        .iter()
+        .map(|outcome| outcome.as_ref().ok().and_then(|receipt| receipt.seq))
+        .collect();
+    let failed: Vec<usize> = (0..count).filter(|&i| outcomes[i].is_err()).collect();
     let metrics = &shared.metrics;
+    if let Some(error) = failed
+        .first()
+        .and_then(|&i| outcomes[i].as_ref().err().cloned())
+    {
+        // A networked engine could not put these events on the stream (they were checked
+        // and accepted; the engine's store failed). Those not listed in `failed` are on it.
+        metrics.publish_refused("delivery_failed");
+        tracing::warn!(
+            target: "agentwire::publish",
+            user_id = %user_id,
+            events = count,
+            failed = failed.len(),
+            reason = error.code(),
+            "batch not delivered"
+        );
+        let mut body = crate::handshake::refusal(
+            "delivery_failed",
+            &format!("{error}; the events listed in `failed` are not on the stream"),
+        );
+        body["error"]["reason"] = error.code().into();
+        body["error"]["failed"] = json!(failed);
+        body["error"]["seqs"] = json!(seqs);
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response());
+    }
+    let dropped = seqs.iter().filter(|seq| seq.is_none()).count();
+    let connections = outcomes
+        .last()
+        .and_then(|outcome| outcome.as_ref().ok())
+        .map_or(0, |receipt| receipt.connections);
     metrics.publish_batches.fetch_add(1, Relaxed);
     metrics.publish_events.fetch_add(count as u64, Relaxed);
     metrics

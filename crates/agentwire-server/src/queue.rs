@@ -26,6 +26,17 @@ struct State<T> {
     sender_gone: bool,
     /// The receiver is gone: sending fails.
     receiver_gone: bool,
+    /// Why the sender ended the queue, when it said ([`Sender::end`]).
+    ended: Option<Ended>,
+}
+
+/// Why the hub ended a connection's queue, other than a full queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The user's stream can no longer be followed on this connection (its history was lost
+    /// and it restarted in a new epoch, or the node missed some of its events): the client
+    /// reconnects and resumes, and is answered `resumed` or `reset`.
+    StreamInterrupted,
 }
 
 impl<T> Inner<T> {
@@ -43,6 +54,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             items: VecDeque::new(),
             sender_gone: false,
             receiver_gone: false,
+            ended: None,
         }),
         waker: AtomicWaker::new(),
         capacity: capacity.max(1),
@@ -88,6 +100,14 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Ends the queue saying why: the receiver gets what is queued, then `None`, and
+    /// [`Receiver::ended`] says `why`.
+    pub(crate) fn end(self, why: Ended) {
+        self.0.lock().ended = Some(why);
+    }
+}
+
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         self.0.lock().sender_gone = true;
@@ -124,6 +144,11 @@ impl<T> Receiver<T> {
     /// only poll it once more for nothing.
     pub(crate) fn quiet(&mut self) {
         drop(self.0.waker.take());
+    }
+
+    /// Why the sender ended the queue, if it said.
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        self.0.lock().ended
     }
 
     /// The next item if one is queued.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agentwire_server::{
-    Config, Delivered, Delivery, DemoAgent, Event, Handler, HandlerError, LocalStreams,
-    MessageContext, MessageType, OtherRequest, Run, Server,
+    Config, Delivered, Delivery, DeliveryError, DeliveryStatus, DemoAgent, EngineHealth, Event,
+    Handler, HandlerError, LocalStreams, MessageContext, MessageType, OtherRequest, Run, Server,
 };
 use common::*;
 use serde_json::{Value, json};
@@ -311,6 +311,97 @@ async fn a_delivery_engine_plugged_in_through_the_builder_carries_every_event() 
     assert_eq!(delivered.connections, 1);
     assert_eq!(next_json(&mut ws).await["run_id"], "run_x");
     assert_eq!(events.load(Ordering::Relaxed), 6);
+    server.stop().await;
+}
+
+/// An engine that refuses every event, as a networked engine does while its store is
+/// unreachable, and says so in health, config and metrics.
+struct Refusing {
+    local: LocalStreams,
+}
+
+impl Delivery for Refusing {
+    fn deliver(&self, _user_id: &str, _event: Event) -> Delivered {
+        Delivered::failed(DeliveryError::Unavailable)
+    }
+
+    fn health(&self) -> EngineHealth {
+        EngineHealth::Degraded {
+            reason: "store unreachable".to_owned(),
+        }
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        json!({"kind": "refusing", "users": self.local.users()})
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        out.push_str("agentwire_refusing_engine 1\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_reports_outcomes_health_config_and_metrics() {
+    // In-process: confirmed at once with the seq, healthy, kind in_process.
+    let server = start(Config::default()).await;
+    let (mut ws, _) = connect(&server, &token("eli")).await;
+    let emitter = server.server.emitter();
+    let receipt = emitter
+        .emit_confirmed("eli", Event::system_message("one"))
+        .await
+        .expect("in-process never fails");
+    assert_eq!((receipt.seq, receipt.connections), (Some(1), 1));
+    assert_eq!(next_json(&mut ws).await["seq"], 1);
+    let delivered = emitter.emit("eli", Event::system_message("two"));
+    assert_eq!(delivered.status, DeliveryStatus::Delivered);
+    assert_eq!(delivered.seq, Some(2));
+    let (status, _, body) = http_get(server.addr, "/ws/health", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((status, &health["status"]), (200, &json!("healthy")));
+    assert_eq!(health["engine"], json!({"status": "healthy"}));
+    let (_, _, body) = http_get(server.addr, "/ws/config", &[]).await;
+    let config: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(config["engine"], json!({"kind": "in_process"}));
+    drop(ws);
+    server.stop().await;
+
+    // An engine that refuses: the emitter and the run see the failure, health is degraded.
+    let server = start_with(
+        Server::builder(validator())
+            .handler(DemoAgent::new(Duration::ZERO))
+            .delivery(|local| Refusing { local }),
+    )
+    .await;
+    let (_ws, _) = connect(&server, &token("fay")).await;
+    let emitter = server.server.emitter();
+    let delivered = emitter.emit("fay", Event::system_message("lost"));
+    assert!(delivered.is_failed());
+    assert_eq!(
+        delivered.status,
+        DeliveryStatus::Failed(DeliveryError::Unavailable)
+    );
+    assert_eq!(
+        emitter
+            .emit_confirmed("fay", Event::system_message("lost"))
+            .await,
+        Err(DeliveryError::Unavailable)
+    );
+    let (status, _, body) = http_get(server.addr, "/ws/health", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((status, &health["status"]), (200, &json!("degraded")));
+    assert_eq!(
+        health["engine"],
+        json!({"status": "degraded", "reason": "store unreachable"})
+    );
+    let (_, _, body) = http_get(server.addr, "/ws/config", &[]).await;
+    let config: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(config["engine"], json!({"kind": "refusing", "users": 1}));
+    assert!(
+        server
+            .server
+            .metrics_text()
+            .contains("agentwire_refusing_engine 1\n")
+    );
     server.stop().await;
 }
 

@@ -1,0 +1,792 @@
+//! [`RedisEngine`]: the [`Delivery`] over Redis.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use agentwire_events::{Event, Stamp, StreamPosition};
+use agentwire_server::{
+    Attach, AttachError, Attached, Attaching, Confirmation, Confirmer, Delivered, Delivery,
+    DeliveryError, EngineHealth, Joined, LocalStreams, Receipt, WindowConfig,
+};
+use agentwire_stream::{Decision, Held, ResetReason, StreamState, decide};
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::timeout;
+
+use crate::config::RedisConfig;
+use crate::metrics::Metrics;
+use crate::scripts::{Script, Scripts};
+
+/// The `seq` an event is encoded with before Redis assigns its own; the frame is split there.
+const SEQ_PLACEHOLDER: &str = "\"seq\":18446744073709551615";
+/// The part of [`SEQ_PLACEHOLDER`] kept in the frame's head.
+const SEQ_KEY: &str = "\"seq\":";
+
+/// How often the engine checks its connection and drops the subscriptions of users who left.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How long after a reconnection the engine waits before it ends the connections that are
+/// still behind the stream (events published while it was cut off never reach them live).
+const RECHECK_AFTER: Duration = Duration::from_secs(2);
+
+/// What `/ws/health` says while a connection to Redis is being made.
+const CONNECTING: &str = "connecting to Redis";
+
+/// A user's stream as Redis has it: user, epoch, last `seq`.
+type Position = (Arc<str>, String, u64);
+
+/// One event waiting to be published.
+struct Job {
+    user: Arc<str>,
+    /// The frame encoded with [`SEQ_PLACEHOLDER`]; `split` is where the placeholder's number
+    /// starts.
+    frame: String,
+    split: usize,
+    confirmer: Option<Confirmer>,
+    emitted: Instant,
+}
+
+/// The Redis engine: every node that uses the same Redis (and key prefix) shares one stream
+/// per user. Plug it in with [`ServerBuilder::delivery`](agentwire_server::ServerBuilder::delivery).
+///
+/// Created inside a tokio runtime (it spawns the tasks that publish, subscribe and
+/// reconnect); dropping it stops them.
+pub struct RedisEngine {
+    inner: Arc<Inner>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+struct Inner {
+    local: LocalStreams,
+    config: RedisConfig,
+    client: redis::Client,
+    scripts: Scripts,
+    window: WindowConfig,
+    max_age_ms: u64,
+    /// Epochs this node creates start with it (then Redis's clock in µs).
+    epoch_prefix: String,
+    jobs: mpsc::Sender<Job>,
+    /// The command connection, while it works.
+    commands: Mutex<Option<MultiplexedConnection>>,
+    commands_up: AtomicBool,
+    pubsub_up: AtomicBool,
+    /// Why Redis counts as unreachable (for `/ws/health`).
+    down_reason: Mutex<String>,
+    /// Whether this node's connections were told of the current outage.
+    told: AtomicBool,
+    /// Wakes the connection supervisor when a command failed on the connection.
+    broken: Notify,
+    /// Set when a connection came back: the supervisor checks positions.
+    recheck: AtomicBool,
+    subs: tokio::sync::Mutex<Subscriptions>,
+    subscriptions: AtomicUsize,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    sink: Option<PubSubSink>,
+    users: HashSet<Arc<str>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RedisEngine {
+    /// An engine for the node whose connections `local` holds, over the Redis of `config`,
+    /// with the node's replay window limits ([`LocalStreams::window`]) applied to the
+    /// streams in Redis. It connects in the background: until it has, `/ws/health` says
+    /// `degraded` and emits fail with [`DeliveryError::Unavailable`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(config: RedisConfig, local: LocalStreams) -> RedisEngine {
+        let client = redis::Client::open(config.url())
+            .unwrap_or_else(|_| unreachable_url(config.display_url()));
+        let window = *local.window();
+        let max_age_ms = u64::try_from(window.max_age.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1000);
+        let (jobs, receiver) = mpsc::channel(config.queue_events.max(1));
+        let id = agentwire_events::next_event_id();
+        let inner = Arc::new(Inner {
+            local,
+            client,
+            scripts: Scripts::new(),
+            window,
+            max_age_ms,
+            epoch_prefix: format!("ep_{}_", id.trim_start_matches("evt_")),
+            jobs,
+            commands: Mutex::new(None),
+            commands_up: AtomicBool::new(false),
+            pubsub_up: AtomicBool::new(false),
+            down_reason: Mutex::new(CONNECTING.to_owned()),
+            told: AtomicBool::new(false),
+            broken: Notify::new(),
+            recheck: AtomicBool::new(false),
+            subs: tokio::sync::Mutex::new(Subscriptions::default()),
+            subscriptions: AtomicUsize::new(0),
+            metrics: Metrics::default(),
+            config,
+        });
+        let tasks = vec![
+            tokio::spawn(Arc::clone(&inner).supervise()).abort_handle(),
+            tokio::spawn(Arc::clone(&inner).listen()).abort_handle(),
+            tokio::spawn(Arc::clone(&inner).publish(receiver)).abort_handle(),
+        ];
+        RedisEngine { inner, tasks }
+    }
+
+    /// Whether both connections to Redis (commands and subscriptions) work now.
+    pub fn is_up(&self) -> bool {
+        self.inner.is_up()
+    }
+}
+
+/// `RedisConfig::new` parsed the URL already; a client that still refuses it is a bug.
+fn unreachable_url(url: &str) -> redis::Client {
+    panic!("RedisConfig accepted {url} but the client refuses it")
+}
+
+impl Drop for RedisEngine {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEngine")
+            .field("config", &self.inner.config)
+            .field("up", &self.is_up())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery for RedisEngine {
+    fn deliver(&self, user_id: &str, event: Event) -> Delivered {
+        if !event.is_stream_event() {
+            // A control frame takes no seq and is not kept: this node's connections only.
+            return self.inner.local.deliver(user_id, event);
+        }
+        match self.inner.enqueue(user_id, event, None) {
+            Ok(()) => Delivered::queued(),
+            Err(error) => Delivered::failed(error),
+        }
+    }
+
+    fn deliver_confirmed(&self, user_id: &str, event: Event) -> Confirmation {
+        if !event.is_stream_event() {
+            return Confirmation::ready(self.inner.local.deliver(user_id, event).into_result());
+        }
+        let (confirmer, confirmation) = Confirmation::pending();
+        match self.inner.enqueue(user_id, event, Some(confirmer)) {
+            Ok(()) => confirmation,
+            Err(error) => Confirmation::ready(Err(error)),
+        }
+    }
+
+    fn attach(&self, attach: Attach) -> Attaching {
+        let joined = match attach.join() {
+            Ok(joined) => joined,
+            Err(error) => return Attaching::Ready(Err(error)),
+        };
+        let inner = Arc::clone(&self.inner);
+        Attaching::Pending(Box::pin(async move { inner.attach(joined).await }))
+    }
+
+    fn health(&self) -> EngineHealth {
+        if self.inner.is_up() {
+            EngineHealth::Healthy
+        } else {
+            EngineHealth::Degraded {
+                reason: lock(&self.inner.down_reason).clone(),
+            }
+        }
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        let queued = self.inner.config.queue_events - self.inner.jobs.capacity();
+        let subscriptions = self.inner.subscriptions.load(Relaxed);
+        self.inner.metrics.render(out, queued, subscriptions);
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "redis",
+            "url": self.inner.config.display_url(),
+            "key_prefix": self.inner.config.key_prefix,
+        })
+    }
+}
+
+impl Inner {
+    fn is_up(&self) -> bool {
+        self.commands_up.load(Relaxed) && self.pubsub_up.load(Relaxed)
+    }
+
+    fn meta_key(&self, user: &str) -> String {
+        format!("{}{{{user}}}:m", self.config.key_prefix)
+    }
+
+    fn log_key(&self, user: &str) -> String {
+        format!("{}{{{user}}}:l", self.config.key_prefix)
+    }
+
+    fn channel(&self, user: &str) -> String {
+        format!("{}{{{user}}}:c", self.config.key_prefix)
+    }
+
+    fn user_of_channel<'c>(&self, channel: &'c str) -> Option<&'c str> {
+        channel
+            .strip_prefix(self.config.key_prefix.as_str())?
+            .strip_prefix('{')?
+            .strip_suffix("}:c")
+    }
+
+    fn failed(&self, error: DeliveryError) -> DeliveryError {
+        let counter = match error {
+            DeliveryError::Overloaded => &self.metrics.failed_overloaded,
+            DeliveryError::Unknown => &self.metrics.failed_unknown,
+            _ => &self.metrics.failed_unavailable,
+        };
+        counter.fetch_add(1, Relaxed);
+        tracing::debug!(target: "agentwire::redis", code = error.code(), "emit failed");
+        error
+    }
+
+    /// Encodes `event` once and queues it for the publisher.
+    fn enqueue(
+        &self,
+        user_id: &str,
+        event: Event,
+        confirmer: Option<Confirmer>,
+    ) -> Result<(), DeliveryError> {
+        if !self.is_up() {
+            return Err(self.failed(DeliveryError::Unavailable));
+        }
+        let frame = event.stamp(Stamp::stream(u64::MAX)).to_json();
+        // The envelope's `seq` comes before the payload, so the first match is it.
+        let Some(at) = frame.find(SEQ_PLACEHOLDER) else {
+            return Err(self.failed(DeliveryError::Unknown));
+        };
+        let job = Job {
+            user: Arc::from(user_id),
+            split: at + SEQ_KEY.len(),
+            frame,
+            confirmer,
+            emitted: Instant::now(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(self.failed(DeliveryError::Overloaded)),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(self.failed(DeliveryError::Unavailable))
+            }
+        }
+    }
+
+    /// Publishes queued events, a pipelined batch per round trip, in emit order.
+    async fn publish(self: Arc<Self>, mut receiver: mpsc::Receiver<Job>) {
+        let max = self.config.batch_events;
+        let mut batch = Vec::with_capacity(max);
+        let number_len = SEQ_PLACEHOLDER.len() - SEQ_KEY.len();
+        loop {
+            if receiver.recv_many(&mut batch, max).await == 0 {
+                return;
+            }
+            let connection = lock(&self.commands).clone();
+            let Some(mut connection) = connection else {
+                for job in batch.drain(..) {
+                    let error = self.failed(DeliveryError::Unavailable);
+                    if let Some(confirmer) = job.confirmer {
+                        confirmer.confirm(Err(error));
+                    }
+                }
+                continue;
+            };
+            let mut pipe = redis::pipe();
+            for job in &batch {
+                pipe.cmd("EVALSHA")
+                    .arg(&self.scripts.append.hash)
+                    .arg(2)
+                    .arg(self.meta_key(&job.user))
+                    .arg(self.log_key(&job.user))
+                    .arg(&self.epoch_prefix)
+                    .arg(&job.frame[..job.split])
+                    .arg(&job.frame[job.split + number_len..])
+                    .arg(self.window.max_events)
+                    .arg(self.max_age_ms)
+                    .arg(self.channel(&job.user));
+            }
+            let outcome = timeout(
+                self.config.timeout,
+                pipe.query_async::<Vec<(String, u64)>>(&mut connection),
+            )
+            .await;
+            match outcome {
+                Ok(Ok(results)) if results.len() == batch.len() => {
+                    self.metrics.batches.fetch_add(1, Relaxed);
+                    for (job, (_epoch, seq)) in batch.drain(..).zip(results) {
+                        self.metrics.published(job.emitted.elapsed());
+                        if let Some(confirmer) = job.confirmer {
+                            confirmer.confirm(Ok(Receipt::new(Some(seq), 0)));
+                        }
+                    }
+                }
+                other => {
+                    let reason = match other {
+                        Ok(Err(error)) => format!("publishing failed: {}", kind(&error)),
+                        Err(_) => "publishing timed out".to_owned(),
+                        Ok(Ok(_)) => "publishing answered a short batch".to_owned(),
+                    };
+                    tracing::warn!(target: "agentwire::redis", events = batch.len(), %reason, "publish failed");
+                    for job in batch.drain(..) {
+                        let error = self.failed(DeliveryError::Unknown);
+                        if let Some(confirmer) = job.confirmer {
+                            confirmer.confirm(Err(error));
+                        }
+                    }
+                    self.lost(&reason);
+                    self.broken.notify_one();
+                }
+            }
+        }
+    }
+
+    /// A connection to Redis was lost (or never made): health degraded, and this node's
+    /// connections are told once per outage.
+    fn lost(&self, reason: &str) {
+        *lock(&self.down_reason) = reason.to_owned();
+        if !self.told.swap(true, Relaxed) {
+            self.metrics.up.store(0, Relaxed);
+            tracing::warn!(target: "agentwire::redis", reason, "Redis unreachable: emits fail until it is back");
+            let notice = Event::error(
+                "stream_unavailable",
+                "the event store is unreachable: events emitted now are not delivered; \
+                 reconnect with ?epoch=&since= once it is back to find out what you missed",
+            );
+            self.local.broadcast_control(&notice);
+        }
+    }
+
+    fn update_up(&self) {
+        if self.is_up() {
+            if self.told.swap(false, Relaxed) {
+                tracing::info!(target: "agentwire::redis", "Redis reachable again");
+            }
+            self.metrics.up.store(1, Relaxed);
+        }
+    }
+
+    async fn connect_commands(&self) -> Result<MultiplexedConnection, String> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.timeout))
+            .set_response_timeout(Some(self.config.timeout));
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|error| format!("cannot connect to Redis: {}", kind(&error)))?;
+        for script in self.scripts.all() {
+            let loaded: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(&script.code)
+                .query_async(&mut connection)
+                .await
+                .map_err(|error| format!("cannot load scripts: {}", kind(&error)))?;
+            if loaded != script.hash {
+                return Err("Redis hashed a script differently".to_owned());
+            }
+        }
+        Ok(connection)
+    }
+
+    /// Keeps the command connection: connects with backoff, checks it every tick, keeps the
+    /// streams of this node's users alive, and drops the subscriptions of users who left.
+    async fn supervise(self: Arc<Self>) {
+        let mut backoff = self.config.min_backoff;
+        let mut connected_before = false;
+        loop {
+            let connection = match self.connect_commands().await {
+                Ok(connection) => connection,
+                Err(reason) => {
+                    self.lost(&reason);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            };
+            if connected_before {
+                self.metrics.reconnects.fetch_add(1, Relaxed);
+                self.recheck.store(true, Relaxed);
+            }
+            connected_before = true;
+            backoff = self.config.min_backoff;
+            *lock(&self.commands) = Some(connection.clone());
+            self.commands_up.store(true, Relaxed);
+            self.update_up();
+            tracing::info!(target: "agentwire::redis", url = self.config.display_url(), "connected to Redis");
+            self.serve_connection(connection).await;
+            *lock(&self.commands) = None;
+            self.commands_up.store(false, Relaxed);
+        }
+    }
+
+    /// Runs the periodic work on a working connection until it fails.
+    async fn serve_connection(&self, mut connection: MultiplexedConnection) {
+        let keepalive_every = (self.window.max_age / 4).clamp(TICK, Duration::from_secs(60));
+        let mut last_keepalive: Option<Instant> = None;
+        let mut due_check: Option<(Instant, Vec<Position>)> = None;
+        loop {
+            if self.recheck.swap(false, Relaxed) {
+                // Connections that missed events while this node was cut off are found by
+                // comparing with what Redis holds, a little later (events published just
+                // before the read are still on their way).
+                match self.keepalive(&mut connection).await {
+                    Ok(positions) => due_check = Some((Instant::now() + RECHECK_AFTER, positions)),
+                    Err(reason) => return self.lost(&reason),
+                }
+                last_keepalive = Some(Instant::now());
+            }
+            if last_keepalive.is_none_or(|at| at.elapsed() >= keepalive_every) {
+                if let Err(reason) = self.keepalive(&mut connection).await {
+                    return self.lost(&reason);
+                }
+                last_keepalive = Some(Instant::now());
+            }
+            if let Some((at, positions)) = &due_check
+                && Instant::now() >= *at
+            {
+                for (user, epoch, last) in positions {
+                    let ended = self.local.check_position(user, epoch, *last);
+                    self.metrics.interrupted.fetch_add(ended as u64, Relaxed);
+                }
+                due_check = None;
+            }
+            if let Err(reason) = self.forget_leavers(&mut connection).await {
+                return self.lost(&reason);
+            }
+            tokio::select! {
+                () = self.broken.notified() => return,
+                () = tokio::time::sleep(TICK) => {}
+            }
+            let ping: Result<Result<String, _>, _> = timeout(
+                self.config.timeout,
+                redis::cmd("PING").query_async(&mut connection),
+            )
+            .await;
+            if !matches!(ping, Ok(Ok(_))) {
+                return self.lost("Redis does not answer PING");
+            }
+        }
+    }
+
+    /// Keeps alive (restoring if Redis lost them) the streams this node's connections follow;
+    /// ends at once the connections of a stream that restarted in another epoch. Returns the
+    /// streams' positions.
+    async fn keepalive(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<Vec<Position>, String> {
+        let users: Vec<(Arc<str>, StreamPosition)> = self
+            .local
+            .joined_users()
+            .into_iter()
+            .filter_map(|(user, position)| Some((user, position?)))
+            .collect();
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(self.config.batch_events) {
+            let mut pipe = redis::pipe();
+            for (user, position) in chunk {
+                self.eval(&mut pipe, &self.scripts.keepalive, user)
+                    .arg(&position.epoch)
+                    .arg(position.seq)
+                    .arg(self.max_age_ms);
+            }
+            let results: Vec<(String, u64)> =
+                timeout(self.config.timeout, pipe.query_async(connection))
+                    .await
+                    .map_err(|_| "keep-alive timed out".to_owned())?
+                    .map_err(|error| format!("keep-alive failed: {}", kind(&error)))?;
+            for ((user, position), (epoch, last)) in chunk.iter().zip(results) {
+                if epoch != position.epoch {
+                    let ended = self.local.check_position(user, &epoch, last);
+                    self.metrics.interrupted.fetch_add(ended as u64, Relaxed);
+                }
+                out.push((Arc::clone(user), epoch, last));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unsubscribes from the users who have no connection here any more, and keeps their
+    /// streams `max_age` from now for them to resume.
+    async fn forget_leavers(&self, connection: &mut MultiplexedConnection) -> Result<(), String> {
+        let mut subs = self.subs.lock().await;
+        if subs.users.is_empty() {
+            return Ok(());
+        }
+        let joined: HashSet<Arc<str>> = self
+            .local
+            .joined_users()
+            .into_iter()
+            .map(|(user, _)| user)
+            .collect();
+        let leavers: Vec<Arc<str>> = subs
+            .users
+            .iter()
+            .filter(|user| !joined.contains(*user))
+            .cloned()
+            .collect();
+        if leavers.is_empty() {
+            return Ok(());
+        }
+        if let Some(sink) = subs.sink.as_mut() {
+            let channels: Vec<String> = leavers.iter().map(|user| self.channel(user)).collect();
+            // A failure here leaves a subscription whose events find no connection: harmless.
+            let _ = timeout(self.config.timeout, sink.unsubscribe(channels)).await;
+        }
+        for user in &leavers {
+            subs.users.remove(user);
+        }
+        self.subscriptions.store(subs.users.len(), Relaxed);
+        drop(subs);
+        let mut pipe = redis::pipe();
+        for user in &leavers {
+            self.eval(&mut pipe, &self.scripts.touch, user)
+                .arg(self.max_age_ms);
+        }
+        timeout(self.config.timeout, pipe.query_async::<()>(connection))
+            .await
+            .map_err(|_| "touch timed out".to_owned())?
+            .map_err(|error| format!("touch failed: {}", kind(&error)))
+    }
+
+    /// Adds `EVALSHA script 2 meta log` for `user` to `pipe`; the caller adds the ARGV.
+    fn eval<'p>(
+        &self,
+        pipe: &'p mut redis::Pipeline,
+        script: &Script,
+        user: &str,
+    ) -> &'p mut redis::Pipeline {
+        pipe.cmd("EVALSHA")
+            .arg(&script.hash)
+            .arg(2)
+            .arg(self.meta_key(user))
+            .arg(self.log_key(user))
+    }
+
+    /// Keeps the subscription connection: connects with backoff, subscribes to the channels
+    /// of every user with a connection here, and hands each event received to them.
+    async fn listen(self: Arc<Self>) {
+        let mut backoff = self.config.min_backoff;
+        let mut connected_before = false;
+        loop {
+            let pubsub = match timeout(self.config.timeout, self.client.get_async_pubsub()).await {
+                Ok(Ok(pubsub)) => pubsub,
+                other => {
+                    let reason = match other {
+                        Ok(Err(error)) => format!("cannot subscribe: {}", kind(&error)),
+                        _ => "subscribing timed out".to_owned(),
+                    };
+                    self.lost(&reason);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            {
+                let mut subs = self.subs.lock().await;
+                let users: HashSet<Arc<str>> = self
+                    .local
+                    .joined_users()
+                    .into_iter()
+                    .map(|(user, _)| user)
+                    .collect();
+                let mut ok = true;
+                for user in &users {
+                    if !matches!(
+                        timeout(self.config.timeout, sink.subscribe(self.channel(user))).await,
+                        Ok(Ok(()))
+                    ) {
+                        ok = false;
+                        break;
+                    }
+                }
+                if !ok {
+                    drop(subs);
+                    self.lost("cannot subscribe");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                subs.users = users;
+                subs.sink = Some(sink);
+                self.subscriptions.store(subs.users.len(), Relaxed);
+            }
+            if connected_before {
+                self.metrics.reconnects.fetch_add(1, Relaxed);
+                self.recheck.store(true, Relaxed);
+            }
+            connected_before = true;
+            backoff = self.config.min_backoff;
+            self.pubsub_up.store(true, Relaxed);
+            self.update_up();
+            while let Some(message) = stream.next().await {
+                self.on_message(&message);
+            }
+            self.pubsub_up.store(false, Relaxed);
+            // The command connection went with it, most likely (Redis restarted): make a new
+            // one too rather than find out on the next publish.
+            self.commands_up.store(false, Relaxed);
+            *lock(&self.commands) = None;
+            self.broken.notify_one();
+            {
+                let mut subs = self.subs.lock().await;
+                subs.sink = None;
+                subs.users.clear();
+                self.subscriptions.store(0, Relaxed);
+            }
+            self.lost("the subscription connection to Redis was lost");
+        }
+    }
+
+    /// One event from a user's channel: `<epoch>|<seq>|<frame>`.
+    fn on_message(&self, message: &redis::Msg) {
+        let Some(user) = self.user_of_channel(message.get_channel_name()) else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
+            return;
+        };
+        let Some((epoch, rest)) = text.split_once('|') else {
+            return;
+        };
+        let Some((seq, frame)) = rest.split_once('|') else {
+            return;
+        };
+        let Ok(seq) = seq.parse::<u64>() else {
+            return;
+        };
+        self.metrics.received.fetch_add(1, Relaxed);
+        self.local.deliver_stamped(user, epoch, seq, frame);
+    }
+
+    /// Subscribes this node to `user`'s channel (once), waiting for Redis to confirm.
+    async fn subscribe(&self, user: &Arc<str>) -> Result<(), ()> {
+        let mut subs = self.subs.lock().await;
+        if subs.users.contains(user) {
+            return Ok(());
+        }
+        let channel = self.channel(user);
+        let sink = subs.sink.as_mut().ok_or(())?;
+        match timeout(self.config.timeout, sink.subscribe(channel)).await {
+            Ok(Ok(())) => {
+                subs.users.insert(Arc::clone(user));
+                self.subscriptions.store(subs.users.len(), Relaxed);
+                Ok(())
+            }
+            _ => Err(()),
+        }
+    }
+
+    /// Joins a connection to its user's stream: subscribed first, then the stream's state and
+    /// the missed events read in one script, merged by `seq` with what arrived in between.
+    async fn attach(&self, joined: Joined) -> Result<Attached, AttachError> {
+        if !self.is_up() {
+            return self.fallback(joined);
+        }
+        let user: Arc<str> = Arc::from(joined.user_id());
+        if self.subscribe(&user).await.is_err() {
+            return self.fallback(joined);
+        }
+        let Some(mut connection) = lock(&self.commands).clone() else {
+            return self.fallback(joined);
+        };
+        let (client_epoch, since) = match joined.resume() {
+            Some(request) => (request.epoch().to_owned(), request.since().to_string()),
+            None => (String::new(), "-1".to_owned()),
+        };
+        let mut pipe = redis::pipe();
+        self.eval(&mut pipe, &self.scripts.attach, &user)
+            .arg(&self.epoch_prefix)
+            .arg(&client_epoch)
+            .arg(&since)
+            .arg(self.max_age_ms);
+        let read = timeout(
+            self.config.timeout,
+            pipe.query_async::<Vec<(String, u64, u64, Vec<String>)>>(&mut connection),
+        )
+        .await;
+        let Ok(Ok(mut results)) = read else {
+            return self.fallback(joined);
+        };
+        let Some((epoch, last, held, frames)) = results.pop() else {
+            return self.fallback(joined);
+        };
+        let held = if self.window.max_events == 0 {
+            Held::Off
+        } else if held == 0 {
+            Held::Nothing
+        } else {
+            Held::From(last.saturating_sub(held) + 1)
+        };
+        let state = StreamState::Known {
+            epoch: &epoch,
+            last_seq: last,
+            held,
+        };
+        let mut decision = joined.resume().map(|request| decide(&state, request));
+        let mut replay = Vec::new();
+        if let Some(Decision::Resumed(range)) = decision
+            && !range.is_empty()
+        {
+            if frames.len() as u64 == range.len() {
+                replay = frames
+                    .into_iter()
+                    .map(|entry| match entry.split_once('|') {
+                        Some((_, frame)) => frame.to_owned(),
+                        None => entry,
+                    })
+                    .collect();
+            } else {
+                // Never a partial replay.
+                decision = Some(Decision::Reset(ResetReason::OutsideWindow));
+            }
+        }
+        Ok(joined.complete(StreamPosition::new(epoch, last), decision, replay))
+    }
+
+    /// Redis is unreachable: the connection follows what this node's other connections of
+    /// the user follow, and a resume cannot be proven; with none, it cannot open.
+    fn fallback(&self, joined: Joined) -> Result<Attached, AttachError> {
+        self.metrics.attach_fallbacks.fetch_add(1, Relaxed);
+        let Some(position) = joined.known_position() else {
+            return Err(AttachError::Unavailable);
+        };
+        let decision = joined
+            .resume()
+            .map(|_| Decision::Reset(ResetReason::Unavailable));
+        Ok(joined.complete(position, decision, Vec::new()))
+    }
+}
+
+/// What went wrong, without anything the error may quote of the URL (a password).
+fn kind(error: &redis::RedisError) -> String {
+    let kind = format!("{:?}", error.kind());
+    if error.is_timeout() {
+        format!("{kind} (timed out)")
+    } else if error.is_connection_refusal() {
+        format!("{kind} (connection refused)")
+    } else {
+        kind
+    }
+}

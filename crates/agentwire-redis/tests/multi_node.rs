@@ -1,0 +1,261 @@
+//! Two agentwire nodes sharing one real redis-server (started by the test on a free loopback
+//! port), each driven by real WebSocket clients over loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use agentwire_server::{DeliveryError, DeliveryStatus, Event};
+use common::*;
+use serde_json::{Value, json};
+
+fn start_agent(text: &str) -> Value {
+    json!({"type": "start_agent", "payload": {"user_request": text}})
+}
+
+/// Reads frames until the run's terminal event; their texts.
+async fn read_run_texts(ws: &mut Client) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        let text = next_text(ws).await;
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        let kind = value["type"].as_str().unwrap_or_default().to_owned();
+        assert_ne!(kind, "error", "{value}");
+        texts.push(text);
+        if kind == "agent_completed" || kind == "agent_error" {
+            return texts;
+        }
+    }
+}
+
+fn seqs(texts: &[String]) -> Vec<u64> {
+    texts
+        .iter()
+        .map(|t| {
+            serde_json::from_str::<Value>(t).expect("JSON")["seq"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_node_a_reaches_the_users_connection_on_node_b_byte_for_byte() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, Duration::ZERO).await;
+    let b = Node::start(&redis, Duration::ZERO).await;
+    let (mut on_a, established_a) = connect(&a, "ada", "").await;
+    let (mut on_b, established_b) = connect(&b, "ada", "").await;
+    // One stream, one epoch, whichever node the client landed on.
+    assert_eq!(
+        established_a["payload"]["stream"],
+        established_b["payload"]["stream"]
+    );
+    assert_eq!(established_a["payload"]["stream"]["seq"], 0);
+
+    send_json(&mut on_a, &start_agent("hello from A")).await;
+    let frames_a = read_run_texts(&mut on_a).await;
+    let frames_b = read_run_texts(&mut on_b).await;
+    assert_eq!(frames_a.len(), 5);
+    assert_eq!(frames_a, frames_b, "identical frames on both nodes");
+    assert_eq!(seqs(&frames_a), vec![1, 2, 3, 4, 5]);
+
+    // The emitter of either node reaches both, continuing the one seq order.
+    let receipt = b
+        .server
+        .emitter()
+        .emit_confirmed("ada", Event::system_message("from B"))
+        .await
+        .expect("published");
+    assert_eq!(receipt.seq, Some(6));
+    assert_eq!(next_json(&mut on_a).await["seq"], 6);
+    assert_eq!(next_json(&mut on_b).await["seq"], 6);
+    let queued = a
+        .server
+        .emitter()
+        .emit("ada", Event::system_message("from A"));
+    assert_eq!(queued.status, DeliveryStatus::Queued);
+    assert_eq!(next_text(&mut on_a).await, next_text(&mut on_b).await);
+
+    // The stream lives in Redis under the user's keys, trimmed to the window.
+    let mut redis_conn = redis.connection().await;
+    let last: u64 = redis::cmd("HGET")
+        .arg("aw:{ada}:m")
+        .arg("s")
+        .query_async(&mut redis_conn)
+        .await
+        .expect("HGET");
+    assert_eq!(last, 7);
+    let held: u64 = redis::cmd("LLEN")
+        .arg("aw:{ada}:l")
+        .query_async(&mut redis_conn)
+        .await
+        .expect("LLEN");
+    assert_eq!(held, 7);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("aw:{ada}:l")
+        .query_async(&mut redis_conn)
+        .await
+        .expect("PTTL");
+    assert!(ttl > 0, "history expires with the window: {ttl}");
+
+    let metrics = a.server.metrics_text();
+    assert!(metrics.contains("agentwire_redis_up 1"), "{metrics}");
+    assert!(metrics.contains("agentwire_redis_publish_latency_seconds_count"));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_node_a_mid_run_resumes_on_node_b_exactly_once() {
+    let redis = RedisServer::start().await;
+    // A pause between the demo's steps, so the run is still going when the client leaves.
+    let a = Node::start(&redis, Duration::from_millis(150)).await;
+    let b = Node::start(&redis, Duration::ZERO).await;
+    let (mut on_a, established) = connect(&a, "bob", "").await;
+    let epoch = established["payload"]["stream"]["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    send_json(&mut on_a, &start_agent("a long one")).await;
+    let first = next_json(&mut on_a).await;
+    let second = next_json(&mut on_a).await;
+    assert_eq!(
+        (first["seq"].as_u64(), second["seq"].as_u64()),
+        (Some(1), Some(2))
+    );
+    drop(on_a);
+
+    let (mut on_b, established) = connect(&b, "bob", &format!("?epoch={epoch}&since=2")).await;
+    let resume = &established["payload"]["resume"];
+    assert_eq!(resume["status"], "resumed", "{established}");
+    assert_eq!(resume["from_seq"], 3);
+    // Replayed then live: every seq after 2 once, in order, through the terminal event.
+    let rest = read_run_texts(&mut on_b).await;
+    let got = seqs(&rest);
+    assert_eq!(got, (3..=got.len() as u64 + 2).collect::<Vec<_>>());
+    assert_eq!(*got.last().expect("frames"), 5);
+    // Nothing more: no duplicate arrives after the run.
+    b.server
+        .emitter()
+        .emit("bob", Event::system_message("after"));
+    assert_eq!(next_json(&mut on_b).await["seq"], 6);
+
+    // An unknown epoch is answered reset / epoch_changed on any node.
+    let (_ws, established) = connect(&a, "bob", "?epoch=ep_other&since=1").await;
+    assert_eq!(
+        established["payload"]["resume"],
+        json!({"status": "reset", "reason": "epoch_changed"})
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_restarted_mid_stream() {
+    let mut redis = RedisServer::start().await;
+    let a = Node::start(&redis, Duration::ZERO).await;
+    let b = Node::start(&redis, Duration::ZERO).await;
+    let (mut on_a, established) = connect(&a, "cyd", "").await;
+    let epoch = established["payload"]["stream"]["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    let (mut on_b, _) = connect(&b, "cyd", "").await;
+    for n in 1..=3u64 {
+        a.server
+            .emitter()
+            .emit_confirmed("cyd", Event::system_message(format!("before {n}")))
+            .await
+            .expect("published");
+        assert_eq!(next_json(&mut on_a).await["seq"], n);
+        assert_eq!(next_json(&mut on_b).await["seq"], n);
+    }
+
+    redis.kill();
+    let health = a.wait_health("degraded").await;
+    assert_eq!(health["engine"]["status"], "degraded");
+    assert!(
+        health["engine"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{health}"
+    );
+    b.wait_health("degraded").await;
+    // Both nodes tell their connections, which stay open.
+    for ws in [&mut on_a, &mut on_b] {
+        let notice = next_json(ws).await;
+        assert_eq!(notice["type"], "error");
+        assert_eq!(notice["payload"]["code"], "stream_unavailable");
+        assert!(notice.get("seq").is_none());
+        send_json(ws, &json!({"type": "ping"})).await;
+        assert_eq!(next_json(ws).await["type"], "pong");
+    }
+    // Emits during the outage are reported failed, never silently dropped.
+    let failed = a
+        .server
+        .emitter()
+        .emit("cyd", Event::system_message("lost"));
+    assert_eq!(
+        failed.status,
+        DeliveryStatus::Failed(DeliveryError::Unavailable)
+    );
+    assert_eq!(
+        b.server
+            .emitter()
+            .emit_confirmed("cyd", Event::system_message("lost"))
+            .await,
+        Err(DeliveryError::Unavailable)
+    );
+    let metrics = a.server.metrics_text();
+    assert!(metrics.contains("agentwire_redis_up 0"), "{metrics}");
+    assert!(metrics.contains("agentwire_redis_publish_failures_total{reason=\"unavailable\"} 1"));
+    // A resume cannot be proven: reset / unavailable (the node still knows where cyd's
+    // stream stood, so the connection opens); a user it knows nothing of cannot open (1013).
+    let (_resumed, established) = connect(&b, "cyd", &format!("?epoch={epoch}&since=1")).await;
+    assert_eq!(
+        established["payload"]["resume"],
+        json!({"status": "reset", "reason": "unavailable"})
+    );
+    assert_eq!(established["payload"]["stream"]["seq"], 3);
+    let offer = agentwire_auth::testing::offer_header(&token("dan"));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(a.url(""))
+            .expect("request");
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", offer.parse().expect("header"));
+    let (mut stranger, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    let (_, close) = until_close(&mut stranger).await;
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1013));
+
+    // Redis comes back empty: the nodes reconnect by themselves and restore the stream their
+    // connections follow, which carry on with the next seq.
+    redis.restart().await;
+    a.wait_health("healthy").await;
+    b.wait_health("healthy").await;
+    let receipt = a
+        .server
+        .emitter()
+        .emit_confirmed("cyd", Event::system_message("after"))
+        .await
+        .expect("published after the restart");
+    assert_eq!(receipt.seq, Some(4));
+    assert_eq!(next_json(&mut on_a).await["seq"], 4);
+    assert_eq!(next_json(&mut on_b).await["seq"], 4);
+    // The events before the restart are gone: a resume that needs them is reset.
+    let (_late, established) = connect(&b, "cyd", &format!("?epoch={epoch}&since=1")).await;
+    assert_eq!(
+        established["payload"]["resume"],
+        json!({"status": "reset", "reason": "outside_window"})
+    );
+    assert!(
+        a.server
+            .metrics_text()
+            .contains("agentwire_redis_reconnects_total")
+    );
+    a.stop().await;
+    b.stop().await;
+}
