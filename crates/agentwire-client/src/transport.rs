@@ -243,11 +243,7 @@ impl Stream {
     /// The I/O error of the handshake; its text carries rustls's reason (`UnknownIssuer`,
     /// `NotValidForName`, ...).
     #[cfg(feature = "rustls")]
-    pub async fn tls(
-        tcp: TcpStream,
-        host: &str,
-        config: Arc<rustls::ClientConfig>,
-    ) -> io::Result<Stream> {
+    pub async fn tls(tcp: TcpStream, host: &str, config: TlsConfig) -> io::Result<Stream> {
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let tls = tokio_rustls::TlsConnector::from(config)
@@ -257,6 +253,10 @@ impl Stream {
     }
 }
 
+/// The TLS configuration of `wss://` connections.
+#[cfg(feature = "rustls")]
+pub type TlsConfig = Arc<rustls::ClientConfig>;
+
 /// rustls with the Mozilla roots (webpki-roots) and the aws-lc-rs provider, offering
 /// HTTP/1.1 by ALPN as the upgrade needs. Built once per process.
 ///
@@ -264,8 +264,8 @@ impl Stream {
 ///
 /// [`Error::Tls`] when the provider cannot be set up.
 #[cfg(feature = "rustls")]
-pub fn default_tls_config() -> Result<Arc<rustls::ClientConfig>, Error> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+pub fn default_tls_config() -> Result<TlsConfig, Error> {
+    static CONFIG: OnceLock<Result<TlsConfig, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();

@@ -20,22 +20,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::procfs::{self, Sample};
+use super::{percentiles_ms, round};
 use agentwire_auth::Algorithm;
 use agentwire_auth::mint::{Claims, SigningKey};
-use futures_util::{SinkExt, StreamExt};
+use agentwire_client::transport::{self, Stream, Target, TlsConfig};
+use agentwire_client::{
+    CloseCode, CloseInfo, Credentials, RawConnection, RawMessage, UpgradeError,
+};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{sleep, sleep_until, timeout};
-use tokio_tungstenite::MaybeTlsStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-
-use super::client::{
-    Credential, Target, UpgradeError, Ws, tcp_connect, tls_config, tls_wrap, upgrade,
-};
-use super::procfs::{self, Sample};
-use super::{percentiles_ms, round};
 
 /// The request text of every run (the prebuilt frames of `agentwire-baseline`, in benches/,
 /// match its sizes).
@@ -116,9 +111,9 @@ struct Ctx {
     target: Target,
     addr: SocketAddr,
     spread: bool,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    /// One token per connection, or one for all.
-    tokens: Vec<String>,
+    tls: Option<TlsConfig>,
+    /// One token per connection, or one for all, each in its subprotocol offer.
+    credentials: Vec<Credentials>,
     /// The request text, JSON-encoded once.
     text_json: String,
     shared_user: bool,
@@ -165,8 +160,8 @@ impl Ctx {
         }
     }
 
-    fn token(&self, index: usize) -> &str {
-        &self.tokens[index % self.tokens.len()]
+    fn credentials(&self, index: usize) -> &Credentials {
+        &self.credentials[index % self.credentials.len()]
     }
 
     /// Source address of connection `index`: spread over 127.0.0.1-250 for loopback targets.
@@ -178,7 +173,7 @@ impl Ctx {
 
 /// Runs the load and prints its report; exit 1 when anything failed.
 pub(crate) fn run(args: LoadArgs) -> Result<ExitCode, String> {
-    let target = Target::parse(&args.url)?;
+    let target = Target::parse(&args.url).map_err(|e| e.to_string())?;
     if args.connections == 0 {
         return Err("--connections must be at least 1".to_owned());
     }
@@ -242,12 +237,9 @@ fn mint_tokens(args: &LoadArgs) -> Result<Vec<String>, String> {
 
 async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
     let tokens = mint_tokens(args)?;
-    let addr = target
-        .resolve()
-        .await
-        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
-    let tls = if target.tls {
-        Some(tls_config()?)
+    let addr = target.resolve_all().await.map_err(|e| e.to_string())?[0];
+    let tls = if target.is_tls() {
+        Some(transport::default_tls_config().map_err(|e| e.to_string())?)
     } else {
         None
     };
@@ -259,7 +251,7 @@ async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
         addr,
         tls,
         shared_user: tokens.len() == 1 && n > 1,
-        tokens,
+        credentials: tokens.into_iter().map(Credentials::subprotocol).collect(),
         text_json: serde_json::to_string(&args.request_text).map_err(|e| e.to_string())?,
         interval,
         run_timeout: Duration::from_secs(args.timeout_secs.max(1)),
@@ -391,7 +383,7 @@ async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
 
     let secs = measured.as_secs_f64().max(1e-9);
     let mut report = json!({
-        "target": ctx.target.url,
+        "target": ctx.target.url(),
         "ok": ok,
         "mode": if args.idle { "idle" } else if args.rate > 0.0 { "open_loop" } else { "closed_loop" },
         "rate_runs_per_sec": if args.rate > 0.0 { json!(args.rate) } else { Value::Null },
@@ -634,34 +626,30 @@ async fn connection(
 }
 
 /// TCP (from the connection's source address), TLS, upgrade, then `connection_established`.
-async fn handshake(ctx: &Ctx, index: usize) -> Result<Ws, String> {
-    let tcp = tcp_connect(ctx.addr, ctx.source(index))
+async fn handshake(ctx: &Ctx, index: usize) -> Result<RawConnection, String> {
+    let tcp = transport::tcp_connect(ctx.addr, ctx.source(index))
         .await
         .map_err(|e| format!("connect: {}", io_kind(&e)))?;
     let stream = match &ctx.tls {
-        Some(config) => tls_wrap(tcp, &ctx.target.host, Arc::clone(config))
+        Some(config) => Stream::tls(tcp, ctx.target.host(), Arc::clone(config))
             .await
             .map_err(|e| format!("tls: {}", io_kind(&e)))?,
-        None => MaybeTlsStream::Plain(tcp),
+        None => Stream::plain(tcp),
     };
-    let (mut ws, response) = upgrade(
-        stream,
-        &ctx.target,
-        Some(Credential::Offer(ctx.token(index))),
-    )
-    .await
-    .map_err(|e| match e {
-        UpgradeError::Refused(r) => format!("upgrade: http {}", r.status),
-        UpgradeError::Io(e) => format!("upgrade: {}", io_kind(&e)),
-        UpgradeError::Closed { .. } => "upgrade: closed".to_owned(),
-        other => format!("upgrade: {other}"),
-    })?;
+    let (mut ws, response) = transport::upgrade(stream, &ctx.target, ctx.credentials(index))
+        .await
+        .map_err(|e| match e {
+            UpgradeError::Refused(r) => format!("upgrade: http {}", r.status),
+            UpgradeError::Io { kind, .. } => format!("upgrade: {kind:?}"),
+            UpgradeError::Closed { .. } => "upgrade: closed".to_owned(),
+            other => format!("upgrade: {other}"),
+        })?;
     if response.header("sec-websocket-protocol") != Some("jwt-auth") {
         return Err("upgrade: no jwt-auth subprotocol answer".to_owned());
     }
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
+        match ws.recv().await {
+            Ok(Some(RawMessage::Text(text))) => {
                 return match frame_type(&text) {
                     "connection_established" => Ok(ws),
                     "error" => Err(format!(
@@ -671,16 +659,21 @@ async fn handshake(ctx: &Ctx, index: usize) -> Result<Ws, String> {
                     other => Err(format!("established: first frame {other}")),
                 };
             }
-            Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or(1005, |f| u16::from(f.code));
+            Ok(Some(RawMessage::Close(close))) => {
+                let code = close_code(close.as_ref());
                 ctx.close_code(code);
                 return Err(format!("established: closed {code}"));
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("established: {e}")),
-            None => return Err("established: connection ended".to_owned()),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(format!("established: {e}")),
+            Ok(None) => return Err("established: connection ended".to_owned()),
         }
     }
+}
+
+/// The code of a received close frame (1005 when it had none).
+fn close_code(close: Option<&CloseInfo>) -> u16 {
+    close.map_or(1005, |c| c.code().as_u16())
 }
 
 fn io_kind(error: &std::io::Error) -> String {
@@ -713,7 +706,7 @@ struct InFlight {
 struct Driver {
     ctx: Arc<Ctx>,
     index: usize,
-    ws: Ws,
+    ws: RawConnection,
     phase: watch::Receiver<Phase>,
     in_flight: Option<InFlight>,
     seq: u64,
@@ -765,23 +758,23 @@ impl Driver {
                         run_deadline.as_mut().reset((Instant::now() + self.ctx.run_timeout).into());
                     }
                 }
-                message = self.ws.next() => {
+                message = self.ws.recv() => {
                     let text = match message {
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Close(frame))) => {
-                            let code = frame.map_or(1005, |f| u16::from(f.code));
+                        Ok(Some(RawMessage::Text(text))) => text,
+                        Ok(Some(RawMessage::Close(close))) => {
+                            let code = close_code(close.as_ref());
                             self.ctx.close_code(code);
                             self.ctx.error(format!("closed_by_server: {code}"));
                             self.abandon();
                             return true;
                         }
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => {
+                        Ok(Some(_)) => continue,
+                        Err(e) => {
                             self.ctx.error(format!("read: {e}"));
                             self.abandon();
                             return true;
                         }
-                        None => {
+                        Ok(None) => {
                             self.ctx.close_code(1006);
                             self.ctx.error("closed_by_server: 1006");
                             self.abandon();
@@ -906,7 +899,7 @@ impl Driver {
             measured,
             message_id,
         });
-        if let Err(e) = self.ws.send(Message::text(request)).await {
+        if let Err(e) = self.ws.send_text(request).await {
             self.ctx.error(format!("write: {e}"));
             self.abandon();
             return Err(());
@@ -969,21 +962,16 @@ impl Driver {
 
     /// Sends a close frame (1000) and reads until the server's answer.
     async fn close(&mut self) {
-        let frame = CloseFrame {
-            code: WsCloseCode::Normal,
-            reason: "".into(),
-        };
-        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+        let close = CloseInfo::code_only(CloseCode::NormalClosure);
+        if self.ws.send_close(Some(close)).await.is_err() {
             return;
         }
         let answer = timeout(Duration::from_secs(10), async {
             loop {
-                match self.ws.next().await {
-                    Some(Ok(Message::Close(frame))) => {
-                        return Some(frame.map_or(1005, |f| u16::from(f.code)));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return None,
+                match self.ws.recv().await {
+                    Ok(Some(RawMessage::Close(close))) => return Some(close_code(close.as_ref())),
+                    Ok(Some(_)) => {}
+                    Err(_) | Ok(None) => return None,
                 }
             }
         })
