@@ -98,11 +98,24 @@ impl Client {
         self.shared.state().closed.clone()
     }
 
-    /// A subscription to the [`ConnectionEvent`](crate::ConnectionEvent)s from now on.
+    /// A subscription to the [`ConnectionEvent`](crate::ConnectionEvent)s. The first one
+    /// has every event since the connection opened (events replayed by a
+    /// [`resume_from`](ClientBuilder::resume_from) included); later ones start when they are
+    /// made.
     pub fn events(&self) -> Events {
-        Events {
-            rx: self.shared.events.subscribe(),
-            done: self.shared.state().closed.is_some() && self.shared.events.is_empty(),
+        let first = self
+            .shared
+            .first_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match first {
+            Some(rx) => Events { rx, done: false },
+            None => Events {
+                rx: self.shared.events.subscribe(),
+                // Once closed, nothing more happens.
+                done: self.shared.state().closed.is_some(),
+            },
         }
     }
 
@@ -227,9 +240,10 @@ impl Client {
         replied.await.map_err(|_| self.shared.closed_error())?
     }
 
-    /// Sends any request frame (a custom message type for a service's handler, a `heartbeat`,
-    /// a `cancel_agent` without run id). Answers and events it causes arrive as
-    /// [`ConnectionEvent`](crate::ConnectionEvent)s. A `message_id` is added when the frame has none.
+    /// Sends any request frame (a custom message type for a service's handler, a
+    /// `cancel_agent` without run id, a `ping`). Its answers and the events it causes arrive
+    /// as [`ConnectionEvent`](crate::ConnectionEvent)s (`heartbeat_ack` excepted: the client
+    /// sends heartbeats of its own). A `message_id` is added when the frame has none.
     ///
     /// # Errors
     ///
@@ -397,7 +411,7 @@ impl ClientBuilder {
         };
         let (connection, established) =
             connect_once(&first, &self.credentials, &self.tls, self.connect_timeout).await?;
-        let (events, _) = broadcast::channel(self.event_capacity);
+        let (events, first_events) = broadcast::channel(self.event_capacity);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 established: established.clone(),
@@ -405,6 +419,7 @@ impl ClientBuilder {
                 closed: None,
             }),
             events,
+            first_events: Mutex::new(Some(first_events)),
         });
         let (commands, receiver) = mpsc::unbounded_channel();
         let settings = Settings {

@@ -92,6 +92,9 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
+    /// The subscription made at connect time, for the first `Client::events` call: it has
+    /// everything since the connection opened.
+    pub(crate) first_events: Mutex<Option<broadcast::Receiver<ConnectionEvent>>>,
 }
 
 /// The connection's current facts.
@@ -550,19 +553,22 @@ impl Task {
                 self.on_error_reply(frame.reply_to(), reply);
             }
             Payload::AuthRefreshed(_) | Payload::Pong(_) => {
-                if let Some(call) = frame.reply_to().and_then(|id| self.calls.remove(id)) {
-                    if let Payload::AuthRefreshed(refreshed) = frame.payload() {
-                        if let Some(token) = call.token {
-                            self.credentials = self.credentials.with_token(token);
-                            self.schedule_refresh();
-                        }
-                        self.shared.emit(ConnectionEvent::TokenRefreshed {
-                            expires_at: refreshed.expires_at,
-                        });
+                let Some(call) = frame.reply_to().and_then(|id| self.calls.remove(id)) else {
+                    // The answer to a request sent with `Client::send`.
+                    self.shared.emit(ConnectionEvent::Event(frame));
+                    return None;
+                };
+                if let Payload::AuthRefreshed(refreshed) = frame.payload() {
+                    if let Some(token) = call.token {
+                        self.credentials = self.credentials.with_token(token);
+                        self.schedule_refresh();
                     }
-                    if let Some(reply) = call.reply {
-                        let _ = reply.send(Ok(frame));
-                    }
+                    self.shared.emit(ConnectionEvent::TokenRefreshed {
+                        expires_at: refreshed.expires_at,
+                    });
+                }
+                if let Some(reply) = call.reply {
+                    let _ = reply.send(Ok(frame));
                 }
             }
             Payload::HeartbeatAck(_) => {}

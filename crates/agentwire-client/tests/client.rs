@@ -132,6 +132,39 @@ async fn runs_in_parallel_on_one_connection_keep_their_events_apart() {
     // The position follows the stream: 8 runs of 5 events.
     assert_eq!(client.position().seq, established.stream.seq + 40);
 
+    // A run another connection of the same user starts reaches this one as connection
+    // events, not through any handle; so does a notification.
+    let mut events = client.events();
+    let other = Client::connect(&server.url("/ws"), credentials("parallel"))
+        .await
+        .expect("second connection");
+    let theirs = other
+        .run_checked("from the other connection")
+        .await
+        .expect("a run");
+    let mut seen = Vec::new();
+    while seen.len() < theirs.events.len() {
+        seen.push(
+            next_matching(&mut events, |e| match e {
+                ConnectionEvent::Event(frame) => Some(frame),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    assert_eq!(seen, theirs.events);
+    server.server.emitter().emit(
+        "parallel",
+        agentwire_server::Event::system_message("maintenance at noon"),
+    );
+    let notification = next_matching(&mut events, |e| match e {
+        ConnectionEvent::Event(frame) => Some(frame),
+        _ => None,
+    })
+    .await;
+    assert_eq!(notification.message_type(), MessageType::SystemMessage);
+    other.close().await;
+
     // The harness helper: a checked run, and a ping.
     let checked = client
         .run_checked(RunRequest::new("checked").with_agent_name("auditor"))
@@ -683,6 +716,18 @@ async fn refresh_keeps_a_connection_alive_past_the_first_tokens_exp() {
     }
     assert!(client.closed().is_none(), "{:?}", client.closed());
     client.run_checked("still here").await.expect("a run");
+    // A token for another user is refused, and the connection keeps its own.
+    let error = client
+        .refresh_token(short("someone-else"))
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), "subject_mismatch");
+    let expires_at = client
+        .refresh_token(short("renewed"))
+        .await
+        .expect("accepted");
+    assert!(expires_at.unix_millis() > 0);
+    client.ping().await.expect("still open");
     assert!(minted.load(Ordering::SeqCst) >= 1);
     client.close().await;
     server.stop().await;
@@ -776,5 +821,56 @@ async fn raw_mode_sends_any_frame_and_reads_what_comes_back() {
     };
     assert_eq!(response.status, 400);
     assert!(response.error_code().is_some(), "{}", response.body_text());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_position_resumes_in_a_new_client() {
+    let server = demo_server(Duration::ZERO).await;
+    let url = server.url("/ws");
+    let client = Client::connect(&url, credentials("saver"))
+        .await
+        .expect("connect");
+    client.run_checked("before leaving").await.expect("a run");
+    let saved = client.position();
+    client.close().await;
+    await_active(server.addr, 0).await;
+
+    // While nobody is connected, three notifications go to the user's stream.
+    let emitter = server.server.emitter();
+    for n in 0..3 {
+        emitter.emit(
+            "saver",
+            agentwire_server::Event::system_message(format!("while away {n}")),
+        );
+    }
+    let client = Client::builder(&url, credentials("saver"))
+        .resume_from(saved.clone())
+        .connect()
+        .await
+        .expect("connect");
+    assert_eq!(
+        client.established().resume,
+        Some(ResumeOutcome::Resumed {
+            replayed: 3,
+            from_seq: saved.seq + 1,
+            to_seq: saved.seq + 3
+        })
+    );
+    // The first subscription has them, though they arrived before it was made.
+    let mut events = client.events();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(
+            next_matching(&mut events, |e| match e {
+                ConnectionEvent::Event(frame) => Some(frame),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    assert_eq!(seqs(&got), [saved.seq + 1, saved.seq + 2, saved.seq + 3]);
+    assert_eq!(client.position().seq, saved.seq + 3);
+    client.close().await;
     server.stop().await;
 }
