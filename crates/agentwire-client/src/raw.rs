@@ -102,8 +102,9 @@ impl RawConnection {
     }
 
     /// Connects to `url` (every step of [`transport`](crate::transport), at most 30 s) and
-    /// returns the connection and the upgrade response. `connection_established` is not read:
-    /// [`read_established`](Self::read_established) does that.
+    /// returns the connection and the upgrade response, whatever its subprotocol answer.
+    /// `connection_established` is not read: [`read_established`](Self::read_established)
+    /// does that.
     ///
     /// # Errors
     ///

@@ -197,7 +197,15 @@ pub(crate) async fn connect_once(
     timeout: Duration,
 ) -> Result<(RawConnection, ConnectionEstablished), Error> {
     let started = Instant::now();
-    let (mut connection, _response) = transport::open(target, credentials, tls, timeout).await?;
+    let (mut connection, response) = transport::open(target, credentials, tls, timeout).await?;
+    // Offered `jwt-auth, jwt.<token>`: the answer must be the marker (browsers insist).
+    let answer = response.header("sec-websocket-protocol");
+    let expected = credentials.offers_subprotocol().then_some("jwt-auth");
+    if answer != expected {
+        return Err(Error::Subprotocol {
+            answer: answer.map(str::to_owned),
+        });
+    }
     let left = timeout.saturating_sub(started.elapsed());
     let (_, established) = tokio::time::timeout(left, connection.read_established())
         .await

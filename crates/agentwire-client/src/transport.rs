@@ -418,7 +418,7 @@ pub async fn upgrade(
 }
 
 /// Every step for `target`: resolve, TCP (each address in turn, like a browser), TLS for
-/// `wss://`, the upgrade, and the subprotocol check, all within `timeout`.
+/// `wss://` and the upgrade, all within `timeout`.
 pub(crate) async fn open(
     target: &Target,
     credentials: &Credentials,
@@ -460,15 +460,7 @@ pub(crate) async fn open(
         } else {
             Stream::plain(tcp)
         };
-        let (connection, response) = upgrade(stream, target, credentials).await?;
-        let answer = response.header("sec-websocket-protocol");
-        let expected = credentials.offers_subprotocol().then_some("jwt-auth");
-        if answer != expected {
-            return Err(Error::Subprotocol {
-                answer: answer.map(str::to_owned),
-            });
-        }
-        Ok((connection, response))
+        Ok(upgrade(stream, target, credentials).await?)
     };
     tokio::time::timeout(timeout, steps)
         .await

@@ -26,6 +26,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
+#[test]
+fn handles_move_between_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Client>();
+    send::<agentwire_client::RunHandle>();
+    send::<Events>();
+    send::<RawConnection>();
+    send_sync::<Error>();
+}
+
 fn credentials(sub: &str) -> Credentials {
     Credentials::subprotocol(token(sub).into_secret())
 }
