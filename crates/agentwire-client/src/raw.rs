@@ -1,12 +1,15 @@
 //! Raw mode: one WebSocket connection, any frame out, every frame in, nothing interpreted.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use agentwire_events::{ConnectionEstablished, Frame, Payload, parse_outbound};
 use agentwire_state::{CloseCode, CloseInfo};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt, TryFutureExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame as WsFrame, Utf8Bytes};
@@ -122,8 +125,11 @@ impl RawConnection {
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] when the write fails.
-    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), Error> {
-        self.send(Message::text(text.into())).await
+    pub fn send_text(
+        &mut self,
+        text: impl Into<String>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.send(Message::text(text.into()))
     }
 
     /// Sends a text frame with exactly these bytes, UTF-8 or not (to test how a server
@@ -132,9 +138,12 @@ impl RawConnection {
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] when the write fails.
-    pub async fn send_text_bytes(&mut self, bytes: impl Into<Vec<u8>>) -> Result<(), Error> {
+    pub fn send_text_bytes(
+        &mut self,
+        bytes: impl Into<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let frame = WsFrame::message(Bytes::from(bytes.into()), OpCode::Data(Data::Text), true);
-        self.send(Message::Frame(frame)).await
+        self.send(Message::Frame(frame))
     }
 
     /// Sends a binary frame.
@@ -142,8 +151,11 @@ impl RawConnection {
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] when the write fails.
-    pub async fn send_binary(&mut self, bytes: impl Into<Vec<u8>>) -> Result<(), Error> {
-        self.send(Message::binary(bytes.into())).await
+    pub fn send_binary(
+        &mut self,
+        bytes: impl Into<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.send(Message::binary(bytes.into()))
     }
 
     /// Sends a WebSocket ping.
@@ -151,8 +163,11 @@ impl RawConnection {
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] when the write fails.
-    pub async fn send_ping(&mut self, payload: impl Into<Vec<u8>>) -> Result<(), Error> {
-        self.send(Message::Ping(Bytes::from(payload.into()))).await
+    pub fn send_ping(
+        &mut self,
+        payload: impl Into<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.send(Message::Ping(Bytes::from(payload.into())))
     }
 
     /// Sends a close frame (without waiting for the answer; [`close`](Self::close) waits).
@@ -160,38 +175,33 @@ impl RawConnection {
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] when the write fails.
-    pub async fn send_close(&mut self, close: Option<CloseInfo>) -> Result<(), Error> {
-        self.send(Message::Close(close.map(Into::into))).await
+    pub fn send_close(
+        &mut self,
+        close: Option<CloseInfo>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.send(Message::Close(close.map(Into::into)))
     }
 
-    async fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.ws.send(message).await.map_err(Error::from_ws)
+    fn send(&mut self, message: Message) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        SinkExt::send(&mut self.ws, message).map_err(Error::from_ws)
     }
 
     /// The next frame; `Ok(None)` once the connection has ended (after the close handshake,
-    /// or when the peer dropped it).
+    /// or when the peer dropped it). The connection is also a [`Stream`] of these.
     ///
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] on a read error or a WebSocket protocol violation by the
     /// server.
     pub async fn recv(&mut self) -> Result<Option<RawMessage>, Error> {
-        loop {
-            let message = match self.ws.next().await {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(Error::from_ws(e)),
-                Some(Ok(message)) => message,
-            };
-            return Ok(Some(match message {
-                Message::Text(text) => RawMessage::Text(Text(text)),
-                Message::Binary(bytes) => RawMessage::Binary(bytes.to_vec()),
-                Message::Ping(bytes) => RawMessage::Ping(bytes.to_vec()),
-                Message::Pong(bytes) => RawMessage::Pong(bytes.to_vec()),
-                Message::Close(frame) => RawMessage::Close(frame.map(CloseInfo::from)),
-                // Never produced by reads.
-                Message::Frame(_) => continue,
-            }));
-        }
+        self.next().await.transpose()
+    }
+
+    /// The tokio-tungstenite stream underneath, for a hot loop that wants no layer between
+    /// it and the socket (`agentwire load` reads and writes its frames this way). Its types
+    /// are tokio-tungstenite 0.29's.
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
     }
 
     /// The next text frame, skipping pings and pongs.
@@ -306,6 +316,30 @@ impl RawConnection {
         .map_err(|_| Error::Timeout {
             what: "the server's close frame",
         })?
+    }
+}
+
+/// The frames received, as [`recv`](RawConnection::recv) reads them.
+impl Stream for RawConnection {
+    type Item = Result<RawMessage, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let message = match ready!(self.ws.poll_next_unpin(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(Error::from_ws(e)))),
+                Some(Ok(message)) => message,
+            };
+            return Poll::Ready(Some(Ok(match message {
+                Message::Text(text) => RawMessage::Text(Text(text)),
+                Message::Binary(bytes) => RawMessage::Binary(bytes.to_vec()),
+                Message::Ping(bytes) => RawMessage::Ping(bytes.to_vec()),
+                Message::Pong(bytes) => RawMessage::Pong(bytes.to_vec()),
+                Message::Close(frame) => RawMessage::Close(frame.map(CloseInfo::from)),
+                // Never produced by reads.
+                Message::Frame(_) => continue,
+            })));
+        }
     }
 }
 

@@ -372,10 +372,13 @@ pub async fn upgrade(
 
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 2048];
+    let mut searched = 0;
     let head_len = loop {
-        if let Some(at) = find(&buf, b"\r\n\r\n") {
-            break at + 4;
+        if let Some(at) = find_head_end(&buf[searched..]) {
+            break searched + at + 4;
         }
+        // The end may straddle two reads: look again from its first possible byte.
+        searched = buf.len().saturating_sub(3);
         if buf.len() > MAX_HEAD {
             return Err(UpgradeError::HeadTooLarge { max: MAX_HEAD });
         }
@@ -502,6 +505,13 @@ impl TlsSetting {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Where `\r\n\r\n` starts (a fixed-size compare, no `memcmp` call per position).
+fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w[0] == b'\r' && w[1] == b'\n' && w[2] == b'\r' && w[3] == b'\n')
 }
 
 fn preview(bytes: &[u8]) -> String {

@@ -25,12 +25,20 @@ use super::{percentiles_ms, round};
 use agentwire_auth::Algorithm;
 use agentwire_auth::mint::{Claims, SigningKey};
 use agentwire_client::transport::{self, Stream, Target, TlsConfig};
-use agentwire_client::{
-    CloseCode, CloseInfo, Credentials, RawConnection, RawMessage, UpgradeError,
-};
+use agentwire_client::{CloseInfo, Credentials, RawMessage, UpgradeError};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// An open connection, as the measured phase reads and writes it: agentwire-client makes the
+/// connection, then the hot loop works on the tokio-tungstenite stream with nothing between.
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The request text of every run (the prebuilt frames of `agentwire-baseline`, in benches/,
 /// match its sizes).
@@ -626,7 +634,7 @@ async fn connection(
 }
 
 /// TCP (from the connection's source address), TLS, upgrade, then `connection_established`.
-async fn handshake(ctx: &Ctx, index: usize) -> Result<RawConnection, String> {
+async fn handshake(ctx: &Ctx, index: usize) -> Result<Ws, String> {
     let tcp = transport::tcp_connect(ctx.addr, ctx.source(index))
         .await
         .map_err(|e| format!("connect: {}", io_kind(&e)))?;
@@ -651,7 +659,7 @@ async fn handshake(ctx: &Ctx, index: usize) -> Result<RawConnection, String> {
         match ws.recv().await {
             Ok(Some(RawMessage::Text(text))) => {
                 return match frame_type(&text) {
-                    "connection_established" => Ok(ws),
+                    "connection_established" => Ok(ws.into_inner()),
                     "error" => Err(format!(
                         "established: error {}",
                         field(&text, "code").unwrap_or("?")
@@ -706,7 +714,7 @@ struct InFlight {
 struct Driver {
     ctx: Arc<Ctx>,
     index: usize,
-    ws: RawConnection,
+    ws: Ws,
     phase: watch::Receiver<Phase>,
     in_flight: Option<InFlight>,
     seq: u64,
@@ -758,23 +766,23 @@ impl Driver {
                         run_deadline.as_mut().reset((Instant::now() + self.ctx.run_timeout).into());
                     }
                 }
-                message = self.ws.recv() => {
+                message = self.ws.next() => {
                     let text = match message {
-                        Ok(Some(RawMessage::Text(text))) => text,
-                        Ok(Some(RawMessage::Close(close))) => {
-                            let code = close_code(close.as_ref());
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(frame))) => {
+                            let code = frame.map_or(1005, |f| u16::from(f.code));
                             self.ctx.close_code(code);
                             self.ctx.error(format!("closed_by_server: {code}"));
                             self.abandon();
                             return true;
                         }
-                        Ok(Some(_)) => continue,
-                        Err(e) => {
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => {
                             self.ctx.error(format!("read: {e}"));
                             self.abandon();
                             return true;
                         }
-                        Ok(None) => {
+                        None => {
                             self.ctx.close_code(1006);
                             self.ctx.error("closed_by_server: 1006");
                             self.abandon();
@@ -899,7 +907,7 @@ impl Driver {
             measured,
             message_id,
         });
-        if let Err(e) = self.ws.send_text(request).await {
+        if let Err(e) = self.ws.send(Message::text(request)).await {
             self.ctx.error(format!("write: {e}"));
             self.abandon();
             return Err(());
@@ -962,16 +970,21 @@ impl Driver {
 
     /// Sends a close frame (1000) and reads until the server's answer.
     async fn close(&mut self) {
-        let close = CloseInfo::code_only(CloseCode::NormalClosure);
-        if self.ws.send_close(Some(close)).await.is_err() {
+        let frame = CloseFrame {
+            code: WsCloseCode::Normal,
+            reason: "".into(),
+        };
+        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
             return;
         }
         let answer = timeout(Duration::from_secs(10), async {
             loop {
-                match self.ws.recv().await {
-                    Ok(Some(RawMessage::Close(close))) => return Some(close_code(close.as_ref())),
-                    Ok(Some(_)) => {}
-                    Err(_) | Ok(None) => return None,
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(frame))) => {
+                        return Some(frame.map_or(1005, |f| u16::from(f.code)));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return None,
                 }
             }
         })
