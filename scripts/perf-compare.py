@@ -17,6 +17,8 @@ agentwire-benches). The script first builds both with
     python3 scripts/perf-compare.py --scenarios busy100,busy1k --repeats 5
     # an earlier build measured in the same runs (before/after):
     python3 scripts/perf-compare.py --scenarios busy100,busy1k --before-bin /tmp/old/agentwire
+    # an earlier load generator against the same (current) server, alternating with this one:
+    python3 scripts/perf-compare.py --scenarios busy100 --no-baseline --load-before-bin /tmp/old/agentwire
 
 Scenarios:
     busy100, busy1k  closed loop on 100 / 1,000 connections: CPU per 1,000 events, latency
@@ -57,8 +59,9 @@ def loadavg():
 
 
 def start(bins, kind, port, burn_us=0.0):
-    if kind in ("agentwire", "before"):
-        cmd = [bins[kind], "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
+    if kind in ("agentwire", "before", "load-before"):
+        server = bins["before"] if kind == "before" else bins["agentwire"]
+        cmd = [server, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
                "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
     else:
         cmd = [bins["baseline"], "--listen", f"127.0.0.1:{port}", "--burn-us", str(burn_us)]
@@ -89,10 +92,15 @@ def measure(bins, kind, args, burn_us=0.0):
     proc = start(bins, kind, port, burn_us)
     try:
         before = loadavg()
-        cmd = [bins["agentwire"], "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", SECRET,
+        loader = bins["load-before"] if kind == "load-before" else bins["agentwire"]
+        cmd = [loader, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", SECRET,
                "--server-pid", str(proc.pid), "--json"] + args
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         report = json.loads(out.stdout)
+        events = pick(report, "run.events")
+        generator_cpu = pick(report, "load_generator.cpu_seconds")
+        if events and generator_cpu is not None:
+            report["load_generator"]["cpu_us_per_event"] = round(generator_cpu * 1e6 / events, 3)
         report["loadavg_before"] = before
         report["loadavg_after"] = loadavg()
         report["command"] = " ".join(["agentwire", "load", "ws://127.0.0.1:PORT/ws",
@@ -137,8 +145,31 @@ ROWS = [
     ("handshakes/s", "ramp.handshakes_per_sec"),
     ("server CPU us/handshake", "server.ramp_cpu_us_per_handshake"),
     ("RSS bytes/conn (end)", "server.rss_per_connection_bytes_end"),
+    ("load generator CPU us/event", "load_generator.cpu_us_per_event"),
     ("errors", None),
 ]
+
+
+def summarize_load_before(key, aw, before):
+    """The current load generator against an earlier one, on the same (current) server."""
+    cmd = aw[0]["command"]
+    loads = [r["loadavg_before"][0] for r in aw + before]
+    lines = [f"\n### {key}: load generator before/after\n",
+             f"`{cmd}` (x{len(aw)} each, alternating; the server is the current `agentwire serve`; "
+             f"1-min load average {min(loads):.2f}-{max(loads):.2f} before the runs)\n",
+             "| figure | load generator before | after | after/before |", "|---|---|---|---|"]
+    for label, path in ROWS:
+        if path is None:
+            ep = sum(sum(r["errors"].values()) for r in before)
+            ea = sum(sum(r["errors"].values()) for r in aw)
+            lines.append(f"| errors (all runs) | {ep} | {ea} | |")
+            continue
+        p, a = median(before, path), median(aw, path)
+        if p is None and a is None:
+            continue
+        ratio = f"{a / p:.2f}" if a is not None and p else ""
+        lines.append(f"| {label} | {p} | {a} | {ratio} |")
+    return "\n".join(lines)
 
 
 def summarize(results):
@@ -146,7 +177,9 @@ def summarize(results):
     for key, by_kind in results.items():
         bare, aw = by_kind.get("baseline", []), by_kind.get("agentwire", [])
         before = by_kind.get("before", [])
-        if not bare and not aw:
+        if by_kind.get("load-before"):
+            lines.append(summarize_load_before(key, aw, by_kind["load-before"]))
+        if not bare:
             continue
         cmd = (aw or bare)[0]["command"]
         loads = [r["loadavg_before"][0] for r in bare + aw + before]
@@ -227,14 +260,23 @@ def main():
     parser.add_argument("--before-bin", default=None,
                         help="an earlier agentwire binary (for example a build of another commit) "
                              "measured in the same runs, for before/after comparisons")
+    parser.add_argument("--load-before-bin", default=None,
+                        help="an earlier agentwire binary used as the load generator against the "
+                             "current server, alternating with the current one (the load "
+                             "generator's own before/after)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="do not measure agentwire-baseline")
     args = parser.parse_args()
     if not args.no_build:
         subprocess.run(BUILD, cwd=ROOT, check=True)
     bins = {"agentwire": args.bin, "baseline": args.baseline_bin}
-    kinds = ["baseline", "agentwire"]
+    kinds = ["agentwire"] if args.no_baseline else ["baseline", "agentwire"]
     if args.before_bin:
         bins["before"] = args.before_bin
         kinds.append("before")
+    if args.load_before_bin:
+        bins["load-before"] = args.load_before_bin
+        kinds.append("load-before")
     results = {}
     extra = []
     for name in args.scenarios.split(","):

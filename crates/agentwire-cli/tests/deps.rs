@@ -2,7 +2,8 @@
 //!
 //! - the `agentwire` binary's normal dependencies build agentwire-auth without its `testing`
 //!   feature (the committed fixture private keys);
-//! - a service that links agentwire-server compiles none of the CLI's crates.
+//! - a service that links agentwire-server compiles none of the CLI's crates, nor the client
+//!   library (agentwire-client and the TLS client it brings).
 //!
 //! `-e normal` leaves out dev-dependencies, and with them the features only they enable (the
 //! tests here do enable `testing`), so this is the graph of `cargo build --release`.
@@ -10,8 +11,10 @@
 use std::path::Path;
 use std::process::Command;
 
-/// The CLI-only crates: none may be in agentwire-server's normal dependency graph.
-const CLI_ONLY: [&str; 7] = [
+/// The CLI's and the client library's crates: none may be in agentwire-server's normal
+/// dependency graph.
+const CLI_ONLY: [&str; 8] = [
+    "agentwire-client",
     "clap",
     "tracing-subscriber",
     "rustls",
@@ -99,13 +102,44 @@ fn a_service_linking_the_server_compiles_no_cli_crate() {
         .collect();
     assert!(
         found.is_empty(),
-        "agentwire-server's normal dependencies include CLI-only crates: {found:?}"
+        "agentwire-server's normal dependencies include CLI or client crates: {found:?}"
     );
     // And agentwire-server's own graph has no fixtures either.
     for (name, features) in &packages {
         assert!(
             !(name == "agentwire-auth" && features.iter().any(|f| f == "testing")),
             "agentwire-server builds agentwire-auth with `testing`"
+        );
+    }
+}
+
+#[test]
+fn a_service_linking_the_client_compiles_no_server_crate() {
+    let packages = cargo_tree(&["-p", "agentwire-client", "-e", "normal"]);
+    assert!(
+        packages.iter().any(|(name, _)| name == "agentwire-client"),
+        "{packages:?}"
+    );
+    let server_side = [
+        "agentwire-server",
+        "agentwire-session",
+        "agentwire-stream",
+        "axum",
+        "hyper",
+    ];
+    let found: Vec<&str> = packages
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| server_side.contains(name))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "agentwire-client's normal dependencies include server crates: {found:?}"
+    );
+    for (name, features) in &packages {
+        assert!(
+            !(name == "agentwire-auth" && features.iter().any(|f| f == "testing")),
+            "agentwire-client builds agentwire-auth with `testing`"
         );
     }
 }

@@ -20,22 +20,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::procfs::{self, Sample};
+use super::{percentiles_ms, round};
 use agentwire_auth::Algorithm;
 use agentwire_auth::mint::{Claims, SigningKey};
+use agentwire_client::transport::{self, Stream, Target, TlsConfig};
+use agentwire_client::{CloseInfo, Credentials, RawMessage, UpgradeError};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{sleep, sleep_until, timeout};
-use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::client::{
-    Credential, Target, UpgradeError, Ws, tcp_connect, tls_config, tls_wrap, upgrade,
-};
-use super::procfs::{self, Sample};
-use super::{percentiles_ms, round};
+/// An open connection, as the measured phase reads and writes it: agentwire-client makes the
+/// connection, then the hot loop works on the tokio-tungstenite stream with nothing between.
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The request text of every run (the prebuilt frames of `agentwire-baseline`, in benches/,
 /// match its sizes).
@@ -116,9 +119,9 @@ struct Ctx {
     target: Target,
     addr: SocketAddr,
     spread: bool,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    /// One token per connection, or one for all.
-    tokens: Vec<String>,
+    tls: Option<TlsConfig>,
+    /// One token per connection, or one for all, each in its subprotocol offer.
+    credentials: Vec<Credentials>,
     /// The request text, JSON-encoded once.
     text_json: String,
     shared_user: bool,
@@ -165,8 +168,8 @@ impl Ctx {
         }
     }
 
-    fn token(&self, index: usize) -> &str {
-        &self.tokens[index % self.tokens.len()]
+    fn credentials(&self, index: usize) -> &Credentials {
+        &self.credentials[index % self.credentials.len()]
     }
 
     /// Source address of connection `index`: spread over 127.0.0.1-250 for loopback targets.
@@ -178,7 +181,7 @@ impl Ctx {
 
 /// Runs the load and prints its report; exit 1 when anything failed.
 pub(crate) fn run(args: LoadArgs) -> Result<ExitCode, String> {
-    let target = Target::parse(&args.url)?;
+    let target = Target::parse(&args.url).map_err(|e| e.to_string())?;
     if args.connections == 0 {
         return Err("--connections must be at least 1".to_owned());
     }
@@ -242,12 +245,9 @@ fn mint_tokens(args: &LoadArgs) -> Result<Vec<String>, String> {
 
 async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
     let tokens = mint_tokens(args)?;
-    let addr = target
-        .resolve()
-        .await
-        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
-    let tls = if target.tls {
-        Some(tls_config()?)
+    let addr = target.resolve_all().await.map_err(|e| e.to_string())?[0];
+    let tls = if target.is_tls() {
+        Some(transport::default_tls_config().map_err(|e| e.to_string())?)
     } else {
         None
     };
@@ -259,7 +259,7 @@ async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
         addr,
         tls,
         shared_user: tokens.len() == 1 && n > 1,
-        tokens,
+        credentials: tokens.into_iter().map(Credentials::subprotocol).collect(),
         text_json: serde_json::to_string(&args.request_text).map_err(|e| e.to_string())?,
         interval,
         run_timeout: Duration::from_secs(args.timeout_secs.max(1)),
@@ -391,7 +391,7 @@ async fn load(args: &LoadArgs, target: Target) -> Result<Value, String> {
 
     let secs = measured.as_secs_f64().max(1e-9);
     let mut report = json!({
-        "target": ctx.target.url,
+        "target": ctx.target.url(),
         "ok": ok,
         "mode": if args.idle { "idle" } else if args.rate > 0.0 { "open_loop" } else { "closed_loop" },
         "rate_runs_per_sec": if args.rate > 0.0 { json!(args.rate) } else { Value::Null },
@@ -635,35 +635,31 @@ async fn connection(
 
 /// TCP (from the connection's source address), TLS, upgrade, then `connection_established`.
 async fn handshake(ctx: &Ctx, index: usize) -> Result<Ws, String> {
-    let tcp = tcp_connect(ctx.addr, ctx.source(index))
+    let tcp = transport::tcp_connect(ctx.addr, ctx.source(index))
         .await
         .map_err(|e| format!("connect: {}", io_kind(&e)))?;
     let stream = match &ctx.tls {
-        Some(config) => tls_wrap(tcp, &ctx.target.host, Arc::clone(config))
+        Some(config) => Stream::tls(tcp, ctx.target.host(), Arc::clone(config))
             .await
             .map_err(|e| format!("tls: {}", io_kind(&e)))?,
-        None => MaybeTlsStream::Plain(tcp),
+        None => Stream::plain(tcp),
     };
-    let (mut ws, response) = upgrade(
-        stream,
-        &ctx.target,
-        Some(Credential::Offer(ctx.token(index))),
-    )
-    .await
-    .map_err(|e| match e {
-        UpgradeError::Refused(r) => format!("upgrade: http {}", r.status),
-        UpgradeError::Io(e) => format!("upgrade: {}", io_kind(&e)),
-        UpgradeError::Closed { .. } => "upgrade: closed".to_owned(),
-        other => format!("upgrade: {other}"),
-    })?;
+    let (mut ws, response) = transport::upgrade(stream, &ctx.target, ctx.credentials(index))
+        .await
+        .map_err(|e| match e {
+            UpgradeError::Refused(r) => format!("upgrade: http {}", r.status),
+            UpgradeError::Io { kind, .. } => format!("upgrade: {kind:?}"),
+            UpgradeError::Closed { .. } => "upgrade: closed".to_owned(),
+            other => format!("upgrade: {other}"),
+        })?;
     if response.header("sec-websocket-protocol") != Some("jwt-auth") {
         return Err("upgrade: no jwt-auth subprotocol answer".to_owned());
     }
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
+        match ws.recv().await {
+            Ok(Some(RawMessage::Text(text))) => {
                 return match frame_type(&text) {
-                    "connection_established" => Ok(ws),
+                    "connection_established" => Ok(ws.into_inner()),
                     "error" => Err(format!(
                         "established: error {}",
                         field(&text, "code").unwrap_or("?")
@@ -671,16 +667,21 @@ async fn handshake(ctx: &Ctx, index: usize) -> Result<Ws, String> {
                     other => Err(format!("established: first frame {other}")),
                 };
             }
-            Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or(1005, |f| u16::from(f.code));
+            Ok(Some(RawMessage::Close(close))) => {
+                let code = close_code(close.as_ref());
                 ctx.close_code(code);
                 return Err(format!("established: closed {code}"));
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("established: {e}")),
-            None => return Err("established: connection ended".to_owned()),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(format!("established: {e}")),
+            Ok(None) => return Err("established: connection ended".to_owned()),
         }
     }
+}
+
+/// The code of a received close frame (1005 when it had none).
+fn close_code(close: Option<&CloseInfo>) -> u16 {
+    close.map_or(1005, |c| c.code().as_u16())
 }
 
 fn io_kind(error: &std::io::Error) -> String {

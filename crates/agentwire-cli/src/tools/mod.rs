@@ -1,9 +1,9 @@
 //! Client-side tools of the `agentwire` binary: `probe` (is this endpoint healthy, and if not,
 //! why?) and `load` (how fast is it, and at what memory cost?).
 //!
-//! They only ever connect to the URL the user gives them.
+//! They only ever connect to the URL the user gives them. Both are built on agentwire-client's
+//! lower-level parts: its connection steps (`transport`) and its raw connection.
 
-mod client;
 pub(crate) mod load;
 pub(crate) mod probe;
 mod procfs;

@@ -12,20 +12,16 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use super::{ms, round};
 use agentwire_auth::Algorithm;
 use agentwire_auth::mint::{Claims, SigningKey};
-use futures_util::{SinkExt, StreamExt};
+use agentwire_client::transport::{self, Stream, Target};
+use agentwire_client::{
+    CloseCode, CloseInfo, Credentials, RawConnection, RawMessage, UpgradeError,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-
-use super::client::{
-    Credential, Target, UpgradeError, Ws, close_meaning, tcp_connect, tls_config, tls_wrap, upgrade,
-};
-use super::{ms, round};
 
 mod monitor;
 
@@ -137,7 +133,7 @@ async fn probe_once(args: &ProbeArgs, target: &Target, token: &str) -> Outcome {
     probe.run().await;
     let failed = probe.steps.iter().find(|s| s.status == Status::Fail);
     let report = Report {
-        url: target.url.clone(),
+        url: target.url().to_owned(),
         ok: failed.is_none(),
         failed_step: failed.map(|s| s.name),
         cause: failed.map(|s| s.cause.clone().unwrap_or_else(|| s.detail.clone())),
@@ -154,7 +150,7 @@ async fn probe_once(args: &ProbeArgs, target: &Target, token: &str) -> Outcome {
 /// step passed (warnings allowed), 1 when one failed (with `--monitor`: when availability is
 /// below `--min-availability`).
 pub(crate) fn run(args: ProbeArgs) -> Result<ExitCode, String> {
-    let target = Target::parse(&args.url)?;
+    let target = Target::parse(&args.url).map_err(|e| e.to_string())?;
     let token = match (&args.token, &args.token_secret) {
         (Some(token), _) => token.trim().to_owned(),
         (None, Some(secret)) => {
@@ -273,7 +269,7 @@ impl Probe<'_> {
             .position(|s| *s == after)
             .map_or(0, |i| i + 1);
         for name in &ALL_STEPS[start..] {
-            if *name == "tls" && !self.target.tls {
+            if *name == "tls" && !self.target.is_tls() {
                 continue;
             }
             if *name == "hold" && self.args.hold_secs == 0 {
@@ -311,9 +307,7 @@ impl Probe<'_> {
     }
 
     /// `tcp_connect` and `tls`.
-    async fn connect(
-        &mut self,
-    ) -> Option<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    async fn connect(&mut self) -> Option<Stream> {
         let started = Instant::now();
         let target = self.target;
         let addrs = match timeout(self.step_timeout, target.resolve_all()).await {
@@ -321,7 +315,7 @@ impl Probe<'_> {
             Ok(Err(e)) => {
                 self.fail(
                     "tcp_connect",
-                    format!("cannot resolve {}: {e}", target.host),
+                    e.to_string(),
                     "the host name is wrong, or DNS does not know it from here",
                 );
                 self.skip_rest("tcp_connect", "no connection");
@@ -332,7 +326,8 @@ impl Probe<'_> {
                     "tcp_connect",
                     format!(
                         "resolving {} took over {:?}",
-                        target.host, self.step_timeout
+                        target.host(),
+                        self.step_timeout
                     ),
                     "DNS does not answer",
                 );
@@ -345,7 +340,9 @@ impl Probe<'_> {
         let mut addr = *last;
         let mut connected = None;
         for candidate in earlier {
-            if let Ok(Ok(tcp)) = timeout(self.step_timeout, tcp_connect(*candidate, None)).await {
+            if let Ok(Ok(tcp)) =
+                timeout(self.step_timeout, transport::tcp_connect(*candidate, None)).await
+            {
                 addr = *candidate;
                 connected = Some(tcp);
                 break;
@@ -353,7 +350,7 @@ impl Probe<'_> {
         }
         let attempt = match connected {
             Some(tcp) => Ok(Ok(tcp)),
-            None => timeout(self.step_timeout, tcp_connect(addr, None)).await,
+            None => timeout(self.step_timeout, transport::tcp_connect(addr, None)).await,
         };
         let tcp = match attempt {
             Ok(Ok(tcp)) => tcp,
@@ -382,19 +379,19 @@ impl Probe<'_> {
         let step = self.push("tcp_connect", Status::Ok, format!("connected to {addr}"));
         step.elapsed_ms = Some(round(ms(started.elapsed()), 2));
         step.data = json!({ "address": addr.to_string() });
-        if !target.tls {
-            return Some(tokio_tungstenite::MaybeTlsStream::Plain(tcp));
+        if !target.is_tls() {
+            return Some(Stream::plain(tcp));
         }
         let started = Instant::now();
-        let config = match tls_config() {
+        let config = match transport::default_tls_config() {
             Ok(config) => config,
             Err(e) => {
-                self.fail("tls", e, "the TLS library could not be set up");
+                self.fail("tls", e.to_string(), "the TLS library could not be set up");
                 self.skip_rest("tls", "no TLS session");
                 return None;
             }
         };
-        match timeout(self.step_timeout, tls_wrap(tcp, &target.host, config)).await {
+        match timeout(self.step_timeout, Stream::tls(tcp, target.host(), config)).await {
             Ok(Ok(stream)) => {
                 let step = self.push("tls", Status::Ok, "TLS handshake done, certificate valid");
                 step.elapsed_ms = Some(round(ms(started.elapsed()), 2));
@@ -433,19 +430,16 @@ impl Probe<'_> {
     }
 
     /// `http_upgrade` and `subprotocol`.
-    async fn upgrade(
-        &mut self,
-        stream: tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    ) -> Option<Ws> {
+    async fn upgrade(&mut self, stream: Stream) -> Option<RawConnection> {
         let started = Instant::now();
-        let credential = if self.args.bearer {
-            Credential::Bearer(self.token)
+        let credentials = if self.args.bearer {
+            Credentials::bearer(self.token)
         } else {
-            Credential::Offer(self.token)
+            Credentials::subprotocol(self.token)
         };
         let result = timeout(
             self.step_timeout,
-            upgrade(stream, self.target, Some(credential)),
+            transport::upgrade(stream, self.target, &credentials),
         )
         .await;
         let elapsed = Some(round(ms(started.elapsed()), 2));
@@ -464,7 +458,7 @@ impl Probe<'_> {
                 self.fail(
                     "http_upgrade",
                     format!("no HTTP answer within {:?}", self.step_timeout),
-                    if self.target.tls {
+                    if self.target.is_tls() {
                         "the server is stuck, or a proxy holds the request"
                     } else {
                         "the server is stuck, or it expects TLS on this port (try wss://)"
@@ -485,7 +479,7 @@ impl Probe<'_> {
     }
 
     fn explain_upgrade(&self, error: &UpgradeError) -> (String, String, Value) {
-        let path = &self.target.path;
+        let path = self.target.path();
         match error {
             UpgradeError::Refused(response) => {
                 let body = response.body_text();
@@ -548,7 +542,7 @@ impl Probe<'_> {
                 format!(
                     "the server closed the connection after {received} bytes, with no HTTP answer"
                 ),
-                if self.target.tls {
+                if self.target.is_tls() {
                     "the server refuses this client or limits connections".to_owned()
                 } else {
                     "the port expects TLS (try wss://), or the server refuses or limits connections"
@@ -556,23 +550,28 @@ impl Probe<'_> {
                 },
                 Value::Null,
             ),
-            UpgradeError::NotHttp(start) => (
+            UpgradeError::NotHttp { start } => (
                 format!("not an HTTP answer: {start:?}"),
-                if self.target.tls {
+                if self.target.is_tls() {
                     "this port runs another protocol".to_owned()
                 } else {
                     "this port runs another protocol, or TLS (try wss://)".to_owned()
                 },
                 Value::Null,
             ),
-            UpgradeError::HeadTooLarge => (
+            UpgradeError::HeadTooLarge { .. } => (
                 error.to_string(),
                 "this is not a WebSocket endpoint".to_owned(),
                 Value::Null,
             ),
-            UpgradeError::Io(e) => (
-                format!("the upgrade failed: {e}"),
+            UpgradeError::Io { message, .. } => (
+                format!("the upgrade failed: {message}"),
                 "the connection broke during the handshake".to_owned(),
+                Value::Null,
+            ),
+            other => (
+                other.to_string(),
+                "the handshake failed".to_owned(),
                 Value::Null,
             ),
         }
@@ -631,24 +630,24 @@ impl Probe<'_> {
     }
 
     /// The next text frame, answering pings on the way; `Err` describes why there is none.
-    async fn next_text(&self, ws: &mut Ws, wait: Duration) -> Result<String, Ended> {
+    async fn next_text(&self, ws: &mut RawConnection, wait: Duration) -> Result<String, Ended> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match tokio::time::timeout_at(deadline, ws.next()).await {
+            match tokio::time::timeout_at(deadline, ws.recv()).await {
                 Err(_) => return Err(Ended::Timeout),
-                Ok(None) => return Err(Ended::Closed(None)),
-                Ok(Some(Err(e))) => return Err(Ended::Error(e.to_string())),
-                Ok(Some(Ok(Message::Text(text)))) => return Ok(text.to_string()),
-                Ok(Some(Ok(Message::Close(frame)))) => return Err(Ended::Closed(frame)),
-                Ok(Some(Ok(Message::Binary(_)))) => {
+                Ok(Ok(None)) => return Err(Ended::Closed(None)),
+                Ok(Err(e)) => return Err(Ended::Error(e.to_string())),
+                Ok(Ok(Some(RawMessage::Text(text)))) => return Ok(text.to_string()),
+                Ok(Ok(Some(RawMessage::Close(close)))) => return Err(Ended::Closed(close)),
+                Ok(Ok(Some(RawMessage::Binary(_)))) => {
                     return Err(Ended::Error("a binary frame".to_owned()));
                 }
-                Ok(Some(Ok(_))) => {}
+                Ok(Ok(Some(_))) => {}
             }
         }
     }
 
-    async fn established(&mut self, ws: &mut Ws) -> Option<Session> {
+    async fn established(&mut self, ws: &mut RawConnection) -> Option<Session> {
         let started = Instant::now();
         const NAME: &str = "connection_established";
         let text = match self.next_text(ws, self.step_timeout).await {
@@ -682,7 +681,7 @@ impl Probe<'_> {
                 let code = payload["code"].as_str().unwrap_or("?").to_owned();
                 let message = payload["message"].as_str().unwrap_or("").to_owned();
                 let close = match self.next_text(ws, Duration::from_secs(2)).await {
-                    Err(Ended::Closed(Some(frame))) => Some(u16::from(frame.code)),
+                    Err(Ended::Closed(Some(close))) => Some(close.code().as_u16()),
                     _ => None,
                 };
                 let cause = match code.as_str() {
@@ -763,7 +762,7 @@ impl Probe<'_> {
     }
 
     /// One full run, checked by the run validator. `false` when the connection is gone.
-    async fn agent_run(&mut self, ws: &mut Ws) -> bool {
+    async fn agent_run(&mut self, ws: &mut RawConnection) -> bool {
         const NAME: &str = "agent_run";
         let message_id = "probe-run-1";
         let request = json!({
@@ -772,7 +771,7 @@ impl Probe<'_> {
             "payload": { "user_request": self.args.request_text },
         });
         let started = Instant::now();
-        if let Err(e) = ws.send(Message::text(request.to_string())).await {
+        if let Err(e) = ws.send_text(request.to_string()).await {
             self.fail(
                 NAME,
                 format!("sending start_agent: {e}"),
@@ -879,24 +878,20 @@ impl Probe<'_> {
     }
 
     /// A WebSocket ping and a `ping` message, each timed. `false` when the connection is gone.
-    async fn ping(&mut self, ws: &mut Ws) -> bool {
+    async fn ping(&mut self, ws: &mut RawConnection) -> bool {
         const NAME: &str = "ping";
         let payload: &[u8] = b"agentwire-probe";
         let started = Instant::now();
-        if ws
-            .send(Message::Ping(payload.to_vec().into()))
-            .await
-            .is_err()
-        {
+        if ws.send_ping(payload.to_vec()).await.is_err() {
             self.fail(NAME, "sending a ping failed", "the connection broke");
             return false;
         }
         let ws_rtt = loop {
-            match timeout(self.step_timeout, ws.next()).await {
-                Ok(Some(Ok(Message::Pong(data)))) if data.as_ref() == payload => {
+            match timeout(self.step_timeout, ws.recv()).await {
+                Ok(Ok(Some(RawMessage::Pong(data)))) if data == payload => {
                     break Some(started.elapsed());
                 }
-                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+                Ok(Ok(Some(RawMessage::Close(_)) | None) | Err(_)) => {
                     self.fail(
                         NAME,
                         "the connection closed while waiting for a pong",
@@ -904,13 +899,13 @@ impl Probe<'_> {
                     );
                     return false;
                 }
-                Ok(Some(Ok(_))) => {}
+                Ok(Ok(Some(_))) => {}
                 Err(_) => break None,
             }
         };
         let started = Instant::now();
         let request = json!({ "type": "ping", "message_id": "probe-ping-1" });
-        if ws.send(Message::text(request.to_string())).await.is_err() {
+        if ws.send_text(request.to_string()).await.is_err() {
             self.fail(
                 NAME,
                 "sending a ping message failed",
@@ -968,7 +963,7 @@ impl Probe<'_> {
 
     /// Stays idle `--hold-secs`, answering the server's pings. `false` when the connection
     /// closed.
-    async fn hold(&mut self, ws: &mut Ws, session: &Session) -> bool {
+    async fn hold(&mut self, ws: &mut RawConnection, session: &Session) -> bool {
         const NAME: &str = "hold";
         let hold = Duration::from_secs(self.args.hold_secs);
         let started = Instant::now();
@@ -976,15 +971,15 @@ impl Probe<'_> {
         let mut pings = 0u64;
         let mut frames = 0u64;
         let ended = loop {
-            match tokio::time::timeout_at(deadline, ws.next()).await {
+            match tokio::time::timeout_at(deadline, ws.recv()).await {
                 Err(_) => break None,
-                Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
-                Ok(Some(Ok(Message::Text(_)))) => frames += 1,
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    break Some(frame.map(|f| u16::from(f.code)));
+                Ok(Ok(Some(RawMessage::Ping(_)))) => pings += 1,
+                Ok(Ok(Some(RawMessage::Text(_)))) => frames += 1,
+                Ok(Ok(Some(RawMessage::Close(close)))) => {
+                    break Some(close.map(|c| c.code().as_u16()));
                 }
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) => break Some(None),
+                Ok(Ok(Some(_))) => {}
+                Ok(Err(_) | Ok(None)) => break Some(None),
             }
         };
         let held = started.elapsed();
@@ -1045,22 +1040,21 @@ impl Probe<'_> {
         }
     }
 
-    async fn close(&mut self, ws: &mut Ws) {
+    async fn close(&mut self, ws: &mut RawConnection) {
         const NAME: &str = "close";
         let started = Instant::now();
-        let frame = CloseFrame {
-            code: WsCloseCode::Normal,
-            reason: "agentwire probe done".into(),
-        };
-        if ws.send(Message::Close(Some(frame))).await.is_err() {
+        let close = CloseInfo::new(CloseCode::NormalClosure, "agentwire probe done");
+        if ws.send_close(Some(close)).await.is_err() {
             self.push(NAME, Status::Warn, "the connection was already closed");
             return;
         }
         let answer = loop {
-            match timeout(self.step_timeout, ws.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => break Ok(frame.map(|f| u16::from(f.code))),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) => break Err("the connection ended without a close frame"),
+            match timeout(self.step_timeout, ws.recv()).await {
+                Ok(Ok(Some(RawMessage::Close(close)))) => {
+                    break Ok(close.map(|c| c.code().as_u16()));
+                }
+                Ok(Ok(Some(_))) => {}
+                Ok(Err(_) | Ok(None)) => break Err("the connection ended without a close frame"),
                 Err(_) => break Err("no close frame in time"),
             }
         };
@@ -1086,7 +1080,7 @@ impl Probe<'_> {
 /// Why no frame came.
 enum Ended {
     Timeout,
-    Closed(Option<CloseFrame>),
+    Closed(Option<CloseInfo>),
     Error(String),
 }
 
@@ -1098,13 +1092,13 @@ impl Ended {
                 "the server accepted the WebSocket but sends nothing: not an agentwire server?"
                     .to_owned(),
             ),
-            Ended::Closed(Some(frame)) => {
-                let code = u16::from(frame.code);
+            Ended::Closed(Some(close)) => {
+                let code = close.code().as_u16();
                 (
                     format!(
                         "closed {} (reason {:?}) while waiting for {waiting_for}",
                         close_meaning(code),
-                        frame.reason.as_str()
+                        close.reason()
                     ),
                     match code {
                         4401 => "authentication failed".to_owned(),
@@ -1128,6 +1122,12 @@ impl Ended {
             ),
         }
     }
+}
+
+/// What a close code means, for reports: `1006 abnormal_closure: ...`.
+fn close_meaning(code: u16) -> String {
+    let code = CloseCode::from_u16(code);
+    format!("{} {}: {}", code.as_u16(), code.name(), code.description())
 }
 
 /// A JSON error body's explanation: `code: message` from `{error: {code, message}}`,

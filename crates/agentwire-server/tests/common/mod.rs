@@ -92,22 +92,29 @@ pub async fn start_with<H: Handler>(builder: ServerBuilder<H>) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = server.clone();
-    let task = tokio::spawn(async move {
-        serving
-            .serve(listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve");
-    });
-    TestServer {
-        addr,
-        server,
-        stop: Some(stop),
-        task,
+    TestServer::from_listener(server, listener)
+}
+
+impl TestServer {
+    /// Serves `server` on `listener` (a test that needs a given port binds it itself).
+    pub fn from_listener(server: Server, listener: tokio::net::TcpListener) -> TestServer {
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = server.clone();
+        let task = tokio::spawn(async move {
+            serving
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        TestServer {
+            addr,
+            server,
+            stop: Some(stop),
+            task,
+        }
     }
 }
 

@@ -21,9 +21,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::super::client::Target;
 use super::super::{ms, percentiles_ms, round};
 use super::{Outcome, ProbeArgs, Report, Status, probe_once};
+use agentwire_client::transport::Target;
 
 /// When to probe and what counts as good enough, checked.
 pub(super) struct Plan {
@@ -156,7 +156,7 @@ pub(super) async fn run(
             .unwrap_or_default();
         emit(&format!(
             "agentwire probe --monitor {}: a probe every {} s for {} s{count}",
-            target.url,
+            target.url(),
             plan.interval.as_secs_f64(),
             plan.duration.as_secs_f64()
         ));
@@ -198,7 +198,7 @@ pub(super) async fn run(
             }
         }
     }
-    let summary = tally.summary(plan, &target.url, started.elapsed(), interrupted);
+    let summary = tally.summary(plan, target.url(), started.elapsed(), interrupted);
     if args.json {
         emit(&summary.to_string());
     } else {
