@@ -51,6 +51,7 @@
 mod accept;
 mod config;
 mod connection;
+mod console;
 mod error;
 mod handler;
 mod handshake;
@@ -65,6 +66,7 @@ pub use accept::IpNet;
 pub use config::{
     Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_SEND_BUFFER_BYTES,
 };
+pub use console::console_router;
 pub use error::{HandlerError, ServeError, ServerConfigError};
 pub use handler::{DemoAgent, Handler, MessageContext, Presence, Run};
 pub use hub::{Delivered, Delivery, Emitter, LocalStreams};
