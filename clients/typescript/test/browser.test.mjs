@@ -134,6 +134,12 @@ test("the dev console at the printed address connects with the dev token and ren
   assert.match(cells[3], /hello from the console test/);
   assert.ok((await page.locator('#log li[data-kind="connected"]').count()) >= 1);
   await screenshot(page, "console-run");
+  // "Drop and resume" replaces the connection; the new one resumes the stream.
+  const before = await page.textContent("#connection-id");
+  await page.click("#drop");
+  await page.locator('#log li[data-kind="resumed"]', { hasText: "nothing was missed" }).waitFor();
+  await page.locator("#state", { hasText: "open" }).waitFor();
+  assert.notEqual(await page.textContent("#connection-id"), before);
   assert.deepEqual(problems, []);
 });
 
