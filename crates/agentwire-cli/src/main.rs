@@ -192,7 +192,8 @@ struct ServeArgs {
     /// Log format (default: json when stderr is not a terminal, else pretty).
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT")]
     log_format: Option<LogFormat>,
-    /// Development mode: make a random HS256 secret and print a ready token.
+    /// Development mode: make a random HS256 secret, print a ready token, and serve the dev
+    /// console page at `/`.
     #[arg(long, env = "AGENTWIRE_DEV")]
     dev: bool,
 }
@@ -422,8 +423,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
+        let mut app = server.router();
+        if args.dev {
+            // The dev console at `/`; its address with the token is in the banner above.
+            app = app.merge(agentwire_server::console_router());
+            let console = format!("http://{local}/");
+            tracing::info!(target: "agentwire::server", %console, "dev console");
+        }
         let websocket = async {
-            let served = server.serve(listener, until_stopped(stopped.clone())).await;
+            let served = server
+                .serve_app(listener, app, until_stopped(stopped.clone()))
+                .await;
             stop.send_replace(true);
             served
         };
@@ -553,6 +563,8 @@ fn print_dev_banner(local: SocketAddr, secret: Option<&str>) -> Result<(), Strin
         std::io::stdout().lock(),
         "agentwire dev mode: listening on ws://{local}/ws (DEVELOPMENT ONLY: random secret, \
          token printed)\n\n\
+         dev console (open in a browser; the token rides in the fragment, never sent to the server):\n  \
+         http://{local}/#token={jwt}\n\n\
          token (user dev-user, valid 24 h):\n{jwt}\n\n\
          connect from a browser console:\n  \
          const ws = new WebSocket(\"ws://{local}/ws\", [\"jwt-auth\", \"jwt.{jwt}\"]);\n  \

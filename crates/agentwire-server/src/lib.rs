@@ -54,6 +54,7 @@
 mod accept;
 mod config;
 mod connection;
+mod console;
 mod error;
 mod handler;
 mod handshake;
@@ -69,6 +70,7 @@ pub use accept::IpNet;
 pub use config::{
     Config, ConfigBuilder, DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_SEND_BUFFER_BYTES,
 };
+pub use console::console_router;
 pub use error::{AttachError, DeliveryError, HandlerError, ServeError, ServerConfigError};
 pub use handler::{DemoAgent, Handler, MessageContext, Presence, Run};
 pub use hub::{
