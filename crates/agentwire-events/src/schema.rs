@@ -138,16 +138,18 @@ pub fn outbound_schema() -> Value {
         .filter(|t| t.direction().server_may_send() && !Payload::is_typed(**t))
         .map(|t| t.as_str())
         .collect();
-    defs.insert(
-        "GenericFrame".to_owned(),
-        envelope(
-            json!({ "enum": generic }),
-            "A server-to-client type without a typed payload (sent by custom services); \
-             a stream event.",
-            json!({ "type": "object" }),
-            true,
-        ),
+    let mut generic_frame = envelope(
+        json!({ "enum": generic }),
+        "A server-to-client type without a typed payload (sent by custom services); \
+         a stream event (seq), in a run (run_id) or outside any (a notification).",
+        json!({ "type": "object" }),
+        true,
     );
+    // Unlike the run events, these may come outside any run: no run_id then.
+    if let Some(required) = generic_frame["required"].as_array_mut() {
+        required.retain(|field| field != "run_id");
+    }
+    defs.insert("GenericFrame".to_owned(), generic_frame);
     one_of.push(json!({ "$ref": "#/$defs/GenericFrame" }));
 
     json!({

@@ -585,7 +585,7 @@ export interface AuthRefreshed {
   expires_at: string;
 }
 /**
- * A server-to-client type without a typed payload (sent by custom services); a stream event.
+ * A server-to-client type without a typed payload (sent by custom services); a stream event (seq), in a run (run_id) or outside any (a notification).
  */
 export interface GenericFrame {
   /**
@@ -602,7 +602,7 @@ export interface GenericFrame {
   /**
    * The run this frame belongs to.
    */
-  run_id: string;
+  run_id?: string;
   /**
    * Position on the user's event stream; increases by one per stream event.
    */

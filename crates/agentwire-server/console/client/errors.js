@@ -87,6 +87,8 @@ export const CLOSE_CODES = {
     1007: { name: "invalid_payload_data", description: "the client sent a text frame that is not UTF-8", retry: false },
     1009: { name: "message_too_big", description: "the client sent a frame larger than max_message_bytes", retry: true },
     1011: { name: "internal_error", description: "a bug in the server", retry: true },
+    1012: { name: "stream_interrupted", description: "multi-node: this connection missed events of its stream; reconnect and resume", retry: true },
+    1013: { name: "stream_unavailable", description: "multi-node: the stream's store is unreachable; try again later", retry: true },
     4008: { name: "slow_consumer", description: "the client did not read fast enough", retry: true },
     4401: { name: "auth_failed", description: "authentication failed or the token expired", retry: false },
     4408: { name: "timeout", description: "no answer to the server's ping in time, or no in-band authentication in time", retry: true },
