@@ -502,11 +502,15 @@ async fn cancel_agent_disconnects_the_python_service() {
         .await;
     assert_eq!(stats["cancelled_run_ids"], json!([run_id]), "{stats}");
     assert_eq!(stats["completed"], 0, "{stats}");
+    // The log line is written next to the stats update, and read by another thread: wait for
+    // it (bounded, only against a hang).
+    let line = format!("client disconnected: run {run_id} cancelled");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !service.process.output().contains(&line) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let output = service.process.output();
-    assert!(
-        output.contains(&format!("client disconnected: run {run_id} cancelled")),
-        "{output}"
-    );
+    assert!(output.contains(&line), "{output}");
 }
 
 #[test]
