@@ -266,50 +266,12 @@ pub async fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let read = async {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at;
-            }
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "connection closed before the response head");
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let length = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = buf[head_end + 4..].to_vec();
-        while body.len() < length {
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "connection closed inside the body");
-            body.extend_from_slice(&chunk[..n]);
-        }
-        (head, String::from_utf8_lossy(&body).into_owned())
-    };
-    let (head, body) = tokio::time::timeout(PATIENCE, read)
-        .await
-        .expect("response in time");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, head, body)
+    http_raw(addr, request.as_bytes()).await
 }
 
 /// One HTTP/1.1 request with a body over loopback: (status, head, body). `method` is any
