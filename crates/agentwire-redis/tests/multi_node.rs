@@ -259,3 +259,149 @@ async fn redis_stopped_and_restarted_mid_stream() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `{"events": [...]}` of `n` system messages numbered from `from`.
+fn notices(from: usize, n: usize) -> Value {
+    let events: Vec<Value> = (from..from + n)
+        .map(|i| json!({"type": "system_message", "payload": {"message": format!("notice {i}")}}))
+        .collect();
+    json!({ "events": events })
+}
+
+/// A batch published through node A's publish API is appended in one step: while node B
+/// emits to the same user without pause, every batch gets consecutive seqs, B's events land
+/// between batches (never inside one), and the user's connection on B gets every seq once,
+/// in order, each batch's events at the seqs the API answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_batch_gets_dense_seqs_while_another_node_emits() {
+    const BATCHES: usize = 8;
+    const PER_BATCH: usize = 200;
+    let redis = RedisServer::start().await;
+    let a = Node::start_with(&redis, Duration::ZERO, true).await;
+    let b = Node::start(&redis, Duration::ZERO).await;
+    let (mut on_b, _) = connect(&b, "eve", "").await;
+    // The client reads all along, so its queue never fills; it stops at `until`'s seq.
+    let (until_tx, until_rx) = tokio::sync::oneshot::channel::<u64>();
+    let reader = tokio::spawn(async move {
+        let mut frames: Vec<Value> = Vec::new();
+        let mut until_rx = until_rx;
+        let mut until: Option<u64> = None;
+        loop {
+            if let Some(last) = until
+                && frames.last().and_then(|f| f["seq"].as_u64()) >= Some(last)
+            {
+                return frames;
+            }
+            tokio::select! {
+                frame = next_json(&mut on_b) => frames.push(frame),
+                last = &mut until_rx, if until.is_none() => until = Some(last.expect("last seq")),
+            }
+        }
+    });
+
+    // Node B's noise: one confirmed emit after another, counting confirmations.
+    let emitter = b.server.emitter();
+    let confirmed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (count, stop) = (confirmed.clone(), done.clone());
+    let noise = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let receipt = emitter
+                .emit_confirmed("eve", Event::system_message("noise"))
+                .await
+                .expect("noise published");
+            seqs.push(receipt.seq.expect("seq"));
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        seqs
+    });
+    let confirmations = || confirmed.load(std::sync::atomic::Ordering::Relaxed);
+
+    let mut batches: Vec<Vec<u64>> = Vec::new();
+    for batch in 0..BATCHES {
+        // Two more noise confirmations: the second noise event was emitted after the
+        // previous batch had its seqs, so it lands between that batch and this one.
+        let before = confirmations();
+        tokio::time::timeout(PATIENCE, async {
+            while confirmations() < before + 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("node B's emits go on");
+        let (status, answer) = publish(&a, "eve", &notices(batch * PER_BATCH, PER_BATCH)).await;
+        assert_eq!(status, 200, "{answer}");
+        let seqs: Vec<u64> = answer["seqs"]
+            .as_array()
+            .expect("seqs")
+            .iter()
+            .map(|s| s.as_u64().expect("a seq"))
+            .collect();
+        assert_eq!(seqs.len(), PER_BATCH);
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "dense: {seqs:?}");
+        batches.push(seqs);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let noise_seqs = noise.await.expect("noise task");
+    for pair in batches.windows(2) {
+        let (end, start) = (pair[0][PER_BATCH - 1], pair[1][0]);
+        assert!(
+            noise_seqs.iter().any(|s| *s > end && *s < start),
+            "node B's events land between batches: {end} .. {start}"
+        );
+    }
+    for seq in &noise_seqs {
+        assert!(
+            !batches
+                .iter()
+                .any(|b| b[0] <= *seq && *seq <= b[PER_BATCH - 1]),
+            "a noise event inside a batch: {seq}"
+        );
+    }
+
+    let last = noise_seqs
+        .iter()
+        .copied()
+        .chain(batches.iter().map(|b| b[PER_BATCH - 1]))
+        .max()
+        .expect("events");
+    until_tx.send(last).expect("reader waits");
+    let frames = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .expect("the client gets every event")
+        .expect("reader");
+    let got: Vec<u64> = frames
+        .iter()
+        .map(|f| {
+            f["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("a stream event: {f}"))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    for (batch, seqs) in batches.iter().enumerate() {
+        for (i, seq) in seqs.iter().enumerate() {
+            let frame = &frames[(*seq - 1) as usize];
+            assert_eq!(
+                frame["payload"]["message"],
+                format!("notice {}", batch * PER_BATCH + i),
+                "{frame}"
+            );
+        }
+    }
+    let metrics = a.server.metrics_text();
+    assert!(
+        metrics.contains(&format!(
+            "agentwire_redis_published_total {}",
+            BATCHES * PER_BATCH
+        )),
+        "{metrics}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
