@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use agentwire_server::{DeliveryError, DeliveryStatus, Event};
+use agentwire_server::{Config, DeliveryError, DeliveryStatus, Event};
 use common::*;
 use serde_json::{Value, json};
 
@@ -277,7 +277,7 @@ async fn a_published_batch_gets_dense_seqs_while_another_node_emits() {
     const BATCHES: usize = 8;
     const PER_BATCH: usize = 200;
     let redis = RedisServer::start().await;
-    let a = Node::start_with(&redis, Duration::ZERO, true).await;
+    let a = Node::start_with(&redis, Config::default(), Duration::ZERO, true).await;
     let b = Node::start(&redis, Duration::ZERO).await;
     let (mut on_b, _) = connect(&b, "eve", "").await;
     // The client reads all along, so its queue never fills; it stops at `until`'s seq.
@@ -402,6 +402,172 @@ async fn a_published_batch_gets_dense_seqs_while_another_node_emits() {
         )),
         "{metrics}"
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Connects, resumes (each time on the other node, from the last seq seen), reads a little,
+/// disconnects, while events are emitted from both nodes: at the end both nodes have no
+/// connection and no subscription, Redis has no channel, every key Redis holds expires with
+/// the window (and the history is trimmed to it), and once the window has passed Redis holds
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_across_two_nodes_leaves_no_connection_subscription_or_key_behind() {
+    const USERS: usize = 40;
+    const CYCLES: usize = 50;
+    const MAX_EVENTS: usize = 50;
+    const MAX_AGE: Duration = Duration::from_secs(3);
+    let config = || {
+        Config::builder()
+            .replay_max_events(MAX_EVENTS)
+            .replay_max_age(MAX_AGE)
+            .rate_limit_per_sec(0)
+            .build()
+            .expect("config")
+    };
+    let redis = RedisServer::start().await;
+    let a = Node::start_with(&redis, config(), Duration::ZERO, false).await;
+    let b = Node::start_with(&redis, config(), Duration::ZERO, false).await;
+    let nodes = std::sync::Arc::new([a, b]);
+    let users: Vec<String> = (0..USERS).map(|n| format!("storm-{n}")).collect();
+
+    // Events keep coming to every user, connected or not, from both nodes.
+    let emitters = [nodes[0].server.emitter(), nodes[1].server.emitter()];
+    let emitting = users.clone();
+    let producer = tokio::spawn(async move {
+        let mut emitted = 0u64;
+        for round in 0..100 {
+            for (i, user) in emitting.iter().enumerate() {
+                let delivered =
+                    emitters[(round + i) % 2].emit(user, Event::system_message(format!("{round}")));
+                assert!(!delivered.is_failed(), "{delivered:?}");
+                emitted += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        emitted
+    });
+
+    let mut tasks = Vec::new();
+    for (n, user) in users.iter().cloned().enumerate() {
+        let nodes = std::sync::Arc::clone(&nodes);
+        tasks.push(tokio::spawn(async move {
+            let mut position: Option<(String, u64)> = None;
+            let mut resumed = 0;
+            for cycle in 0..CYCLES {
+                let node = &nodes[(n + cycle) % 2];
+                let query = match &position {
+                    Some((epoch, seq)) => format!("?epoch={epoch}&since={seq}"),
+                    None => String::new(),
+                };
+                let (mut ws, established) = connect(node, &user, &query).await;
+                let payload = &established["payload"];
+                let mut seq = payload["stream"]["seq"].as_u64().expect("seq");
+                match payload["resume"]["status"].as_str() {
+                    Some("resumed") => {
+                        resumed += 1;
+                        let from = payload["resume"]["from_seq"].as_u64().expect("from");
+                        assert_eq!(Some(from - 1), position.as_ref().map(|p| p.1));
+                        let replayed = payload["resume"]["replayed"].as_u64().expect("n");
+                        let mut expected = from;
+                        for _ in 0..replayed.min(5) {
+                            let frame = next_json(&mut ws).await;
+                            assert_eq!(frame["seq"], expected, "replayed in order: {frame}");
+                            expected += 1;
+                        }
+                        seq = expected - 1;
+                    }
+                    Some("reset") => {
+                        // The count trimmed what it missed: told, never a silent gap.
+                        assert_eq!(
+                            payload["resume"]["reason"], "outside_window",
+                            "{established}"
+                        );
+                    }
+                    _ => assert!(position.is_none(), "{established}"),
+                }
+                let epoch = payload["stream"]["epoch"].as_str().expect("epoch");
+                if let Some((before, _)) = &position {
+                    assert_eq!(before, epoch, "one epoch across nodes and reconnects");
+                }
+                position = Some((epoch.to_owned(), seq));
+                drop(ws);
+            }
+            resumed
+        }));
+    }
+    let mut resumed = 0;
+    for task in tasks {
+        resumed += task.await.expect("client task");
+    }
+    let emitted = producer.await.expect("producer");
+    assert!(resumed > 0, "some resumes were within the window");
+
+    for node in nodes.iter() {
+        node.wait_metric("agentwire_connections_active", 0).await;
+        node.wait_metric("agentwire_redis_subscriptions", 0).await;
+        node.wait_metric("agentwire_redis_queue_events", 0).await;
+        let metrics = node.server.metrics_text();
+        assert!(
+            !metrics.contains("agentwire_closes_total{code=\"1011\""),
+            "{metrics}"
+        );
+    }
+    let published = nodes[0].metric("agentwire_redis_published_total")
+        + nodes[1].metric("agentwire_redis_published_total");
+    assert_eq!(published, emitted, "every emit published");
+
+    let mut conn = redis.connection().await;
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .query_async(&mut conn)
+        .await
+        .expect("PUBSUB");
+    assert!(channels.is_empty(), "channels left: {channels:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert!(keys.len() <= 2 * USERS, "{} keys", keys.len());
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        assert!(
+            ttl > 0 && ttl <= MAX_AGE.as_millis() as i64,
+            "{key} expires with the window: PTTL {ttl}"
+        );
+        if key.ends_with(":l") {
+            let held: usize = redis::cmd("LLEN")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("LLEN");
+            assert!(held <= MAX_EVENTS, "{key} holds {held}");
+        }
+    }
+    // Once the window has passed, Redis holds nothing.
+    let empty = async {
+        loop {
+            let size: u64 = redis::cmd("DBSIZE")
+                .query_async(&mut conn)
+                .await
+                .expect("DBSIZE");
+            if size == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, empty)
+        .await
+        .expect("every key expires with the window");
+    let Ok([a, b]) = std::sync::Arc::try_unwrap(nodes) else {
+        panic!("the nodes are not shared any more")
+    };
     a.stop().await;
     b.stop().await;
 }

@@ -131,14 +131,21 @@ pub struct Node {
 
 impl Node {
     pub async fn start(redis: &RedisServer, demo_step: Duration) -> Node {
-        Node::start_with(redis, demo_step, false).await
+        Node::start_with(redis, Config::default(), demo_step, false).await
     }
 
-    /// A node that also serves the publish API (key [`PUBLISH_KEY`]) when `publish` is set.
-    pub async fn start_with(redis: &RedisServer, demo_step: Duration, publish: bool) -> Node {
+    /// A node with `config` that also serves the publish API (key [`PUBLISH_KEY`]) when
+    /// `publish` is set.
+    pub async fn start_with(
+        redis: &RedisServer,
+        config: Config,
+        demo_step: Duration,
+        publish: bool,
+    ) -> Node {
+        let server_config = config;
         let config = RedisConfig::new(&redis.url()).expect("redis config");
         let mut builder = Server::builder(validator())
-            .config(Config::default())
+            .config(server_config)
             .handler(DemoAgent::new(demo_step))
             .delivery(move |local| RedisEngine::new(config, local));
         if publish {
@@ -229,6 +236,27 @@ impl Node {
         tokio::time::timeout(PATIENCE, wait)
             .await
             .unwrap_or_else(|_| panic!("health never said {status}"))
+    }
+
+    /// A number of `/metrics` whose line starts with `prefix` followed by a space.
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = self.server.metrics_text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+
+    /// Waits until the metric `name` is `value`.
+    pub async fn wait_metric(&self, name: &str, value: u64) {
+        let wait = async {
+            while self.metric(name) != value {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(PATIENCE, wait).await.is_err() {
+            panic!("{name} stayed at {} (want {value})", self.metric(name));
+        }
     }
 
     pub async fn stop(mut self) {
