@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentwire_events::{Event, Stamp, StreamPosition};
+use agentwire_events::{ErrorCode, Event, Stamp, StreamPosition};
 use agentwire_server::{
     Attach, AttachError, Attached, Attaching, Confirmation, Confirmer, Delivered, Delivery,
     DeliveryError, EngineHealth, Joined, LocalStreams, Receipt, WindowConfig,
@@ -486,7 +486,7 @@ impl Inner {
             self.metrics.up.store(0, Relaxed);
             tracing::warn!(target: "agentwire::redis", reason, "Redis unreachable: emits fail until it is back");
             let notice = Event::error(
-                "stream_unavailable",
+                ErrorCode::StreamUnavailable,
                 "the event store is unreachable: events emitted now are not delivered; \
                  reconnect with ?epoch=&since= once it is back to find out what you missed",
             );

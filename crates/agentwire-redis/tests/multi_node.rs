@@ -210,6 +210,11 @@ async fn redis_stopped_and_restarted_mid_stream() {
     let metrics = a.server.metrics_text();
     assert!(metrics.contains("agentwire_redis_up 0"), "{metrics}");
     assert!(metrics.contains("agentwire_redis_publish_failures_total{reason=\"unavailable\"} 1"));
+    // The notice is counted under its code (one connection on each node).
+    assert!(
+        metrics.contains("agentwire_errors_total{code=\"stream_unavailable\"} 1"),
+        "{metrics}"
+    );
     // A resume cannot be proven: reset / unavailable (the node still knows where cyd's
     // stream stood, so the connection opens); a user it knows nothing of cannot open (1013).
     let (_resumed, established) = connect(&b, "cyd", &format!("?epoch={epoch}&since=1")).await;
@@ -229,7 +234,11 @@ async fn redis_stopped_and_restarted_mid_stream() {
         .await
         .expect("upgrade");
     let (_, close) = until_close(&mut stranger).await;
-    assert_eq!(close.map(|c| u16::from(c.code)), Some(1013));
+    let close = close.expect("a close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (1013, "stream_unavailable")
+    );
 
     // Redis comes back empty: the nodes reconnect by themselves and restore the stream their
     // connections follow, which carry on with the next seq.

@@ -1235,6 +1235,11 @@ impl Hub {
                 }
             }
         }
+        if let agentwire_events::Payload::ErrorReply(reply) = event.payload() {
+            let code = agentwire_events::ErrorCode::parse(&reply.code)
+                .map_or("other", agentwire_events::ErrorCode::as_str);
+            self.metrics.errors_sent(code, sent as u64);
+        }
         sent
     }
 
