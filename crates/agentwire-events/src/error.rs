@@ -57,6 +57,11 @@ pub enum ErrorCode {
     /// Nothing arrived from the client within the pong timeout after a ping: the reason of the
     /// 4408 close. No `error` frame carries it (the peer is not reading).
     HeartbeatTimeout,
+    /// Multi-node: the store of the users' streams (Redis) became unreachable. Sent once to
+    /// every open connection of the node (no `seq`); the connection stays open, and events
+    /// emitted meanwhile are refused. Also the reason of a 1013 close when a new connection
+    /// cannot be told where its stream stands.
+    StreamUnavailable,
 }
 
 impl ErrorCode {
@@ -74,6 +79,7 @@ impl ErrorCode {
         ErrorCode::TokenExpired,
         ErrorCode::AuthTimeout,
         ErrorCode::HeartbeatTimeout,
+        ErrorCode::StreamUnavailable,
     ];
 
     /// The wire form, e.g. `"invalid_payload"`.
@@ -91,6 +97,7 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::AuthTimeout => "auth_timeout",
             ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorCode::StreamUnavailable => "stream_unavailable",
         }
     }
 

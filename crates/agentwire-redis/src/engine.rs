@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentwire_events::{Event, Stamp, StreamPosition};
+use agentwire_events::{ErrorCode, Event, Stamp, StreamPosition};
 use agentwire_server::{
     Attach, AttachError, Attached, Attaching, Confirmation, Confirmer, Delivered, Delivery,
     DeliveryError, EngineHealth, Joined, LocalStreams, Receipt, WindowConfig,
@@ -38,15 +38,50 @@ const CONNECTING: &str = "connecting to Redis";
 /// A user's stream as Redis has it: user, epoch, last `seq`.
 type Position = (Arc<str>, String, u64);
 
-/// One event waiting to be published.
-struct Job {
-    user: Arc<str>,
+/// One event encoded for publishing.
+struct Encoded {
     /// The frame encoded with [`SEQ_PLACEHOLDER`]; `split` is where the placeholder's number
     /// starts.
     frame: String,
     split: usize,
     confirmer: Option<Confirmer>,
+}
+
+impl Encoded {
+    /// The frame before its `seq`'s number, and after it.
+    fn halves(&self) -> (&str, &str) {
+        let number_len = SEQ_PLACEHOLDER.len() - SEQ_KEY.len();
+        (
+            &self.frame[..self.split],
+            &self.frame[self.split + number_len..],
+        )
+    }
+}
+
+/// Events of one user waiting to be published: one, or a batch appended in one script (its
+/// events get consecutive seqs).
+struct Job {
+    user: Arc<str>,
+    first: Encoded,
+    /// The rest of a batch (empty for a single event: no allocation).
+    rest: Vec<Encoded>,
     emitted: Instant,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    /// Reports `outcome(i)` for the job's `i`-th event.
+    fn confirm(self, mut outcome: impl FnMut(u64) -> Result<Receipt, DeliveryError>) {
+        for (i, encoded) in std::iter::once(self.first).chain(self.rest).enumerate() {
+            let result = outcome(i as u64);
+            if let Some(confirmer) = encoded.confirmer {
+                confirmer.confirm(result);
+            }
+        }
+    }
 }
 
 /// The Redis engine: every node that uses the same Redis (and key prefix) shares one stream
@@ -69,6 +104,9 @@ struct Inner {
     /// Epochs this node creates start with it (then Redis's clock in µs).
     epoch_prefix: String,
     jobs: mpsc::Sender<Job>,
+    /// Events queued (a batch counts each of its events), bounded by
+    /// [`RedisConfig::queue_events`].
+    queued: AtomicUsize,
     /// The command connection, while it works.
     commands: Mutex<Option<MultiplexedConnection>>,
     commands_up: AtomicBool,
@@ -122,6 +160,7 @@ impl RedisEngine {
             max_age_ms,
             epoch_prefix: format!("ep_{}_", id.trim_start_matches("evt_")),
             jobs,
+            queued: AtomicUsize::new(0),
             commands: Mutex::new(None),
             commands_up: AtomicBool::new(false),
             pubsub_up: AtomicBool::new(false),
@@ -176,7 +215,11 @@ impl Delivery for RedisEngine {
             // A control frame takes no seq and is not kept: this node's connections only.
             return self.inner.local.deliver(user_id, event);
         }
-        match self.inner.enqueue(user_id, event, None) {
+        let encoded = match self.inner.encode(event, None) {
+            Ok(encoded) => encoded,
+            Err(error) => return Delivered::failed(error),
+        };
+        match self.inner.enqueue(user_id, encoded, Vec::new()) {
             Ok(()) => Delivered::queued(),
             Err(error) => Delivered::failed(error),
         }
@@ -187,9 +230,44 @@ impl Delivery for RedisEngine {
             return Confirmation::ready(self.inner.local.deliver(user_id, event).into_result());
         }
         let (confirmer, confirmation) = Confirmation::pending();
-        match self.inner.enqueue(user_id, event, Some(confirmer)) {
+        let encoded = match self.inner.encode(event, Some(confirmer)) {
+            Ok(encoded) => encoded,
+            Err(error) => return Confirmation::ready(Err(error)),
+        };
+        match self.inner.enqueue(user_id, encoded, Vec::new()) {
             Ok(()) => confirmation,
             Err(error) => Confirmation::ready(Err(error)),
+        }
+    }
+
+    /// Appends the whole batch in one script: its events get consecutive `seq`s, and no
+    /// other event of the user, from any node, lands between them. A batch is refused or
+    /// fails as a whole.
+    fn deliver_batch(&self, user_id: &str, events: Vec<Event>) -> Vec<Confirmation> {
+        if events.len() < 2 || !events.iter().all(Event::is_stream_event) {
+            return events
+                .into_iter()
+                .map(|event| self.deliver_confirmed(user_id, event))
+                .collect();
+        }
+        let count = events.len();
+        let mut confirmations = Vec::with_capacity(count);
+        let mut encoded = Vec::with_capacity(count);
+        for event in events {
+            let (confirmer, confirmation) = Confirmation::pending();
+            confirmations.push(confirmation);
+            match self.inner.encode(event, Some(confirmer)) {
+                Ok(one) => encoded.push(one),
+                Err(error) => return failed_batch(count, error),
+            }
+        }
+        let mut encoded = encoded.into_iter();
+        let Some(first) = encoded.next() else {
+            return Vec::new();
+        };
+        match self.inner.enqueue(user_id, first, encoded.collect()) {
+            Ok(()) => confirmations,
+            Err(error) => failed_batch(count, error),
         }
     }
 
@@ -213,7 +291,7 @@ impl Delivery for RedisEngine {
     }
 
     fn render_metrics(&self, out: &mut String) {
-        let queued = self.inner.config.queue_events - self.inner.jobs.capacity();
+        let queued = self.inner.queued.load(Relaxed);
         let subscriptions = self.inner.subscriptions.load(Relaxed);
         self.inner.metrics.render(out, queued, subscriptions);
     }
@@ -251,112 +329,151 @@ impl Inner {
             .strip_suffix("}:c")
     }
 
-    fn failed(&self, error: DeliveryError) -> DeliveryError {
+    /// Counts `events` emits that failed with `error`.
+    fn failed(&self, error: DeliveryError, events: usize) -> DeliveryError {
         let counter = match error {
             DeliveryError::Overloaded => &self.metrics.failed_overloaded,
             DeliveryError::Unknown => &self.metrics.failed_unknown,
             _ => &self.metrics.failed_unavailable,
         };
-        counter.fetch_add(1, Relaxed);
-        tracing::debug!(target: "agentwire::redis", code = error.code(), "emit failed");
+        counter.fetch_add(events as u64, Relaxed);
+        tracing::debug!(target: "agentwire::redis", code = error.code(), events, "emit failed");
         error
     }
 
-    /// Encodes `event` once and queues it for the publisher.
-    fn enqueue(
-        &self,
-        user_id: &str,
-        event: Event,
-        confirmer: Option<Confirmer>,
-    ) -> Result<(), DeliveryError> {
-        if !self.is_up() {
-            return Err(self.failed(DeliveryError::Unavailable));
-        }
+    /// Encodes `event` once, with a placeholder where Redis puts the `seq`.
+    fn encode(&self, event: Event, confirmer: Option<Confirmer>) -> Result<Encoded, DeliveryError> {
         let frame = event.stamp(Stamp::stream(u64::MAX)).to_json();
         // The envelope's `seq` comes before the payload, so the first match is it.
         let Some(at) = frame.find(SEQ_PLACEHOLDER) else {
-            return Err(self.failed(DeliveryError::Unknown));
+            return Err(self.failed(DeliveryError::Unknown, 1));
         };
-        let job = Job {
-            user: Arc::from(user_id),
+        Ok(Encoded {
             split: at + SEQ_KEY.len(),
             frame,
             confirmer,
+        })
+    }
+
+    /// Queues one event (`rest` empty) or a batch for the publisher, unless Redis is
+    /// unreachable or the queue holds [`RedisConfig::queue_events`] events already.
+    fn enqueue(
+        &self,
+        user_id: &str,
+        first: Encoded,
+        rest: Vec<Encoded>,
+    ) -> Result<(), DeliveryError> {
+        let count = 1 + rest.len();
+        if !self.is_up() {
+            return Err(self.failed(DeliveryError::Unavailable, count));
+        }
+        let before = self.queued.fetch_add(count, Relaxed);
+        if before + count > self.config.queue_events {
+            self.queued.fetch_sub(count, Relaxed);
+            return Err(self.failed(DeliveryError::Overloaded, count));
+        }
+        let job = Job {
+            user: Arc::from(user_id),
+            first,
+            rest,
             emitted: Instant::now(),
         };
         match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(self.failed(DeliveryError::Overloaded)),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(self.failed(DeliveryError::Unavailable))
+            Err(error) => {
+                self.queued.fetch_sub(count, Relaxed);
+                Err(self.failed(
+                    match error {
+                        mpsc::error::TrySendError::Full(_) => DeliveryError::Overloaded,
+                        mpsc::error::TrySendError::Closed(_) => DeliveryError::Unavailable,
+                    },
+                    count,
+                ))
             }
         }
     }
 
-    /// Publishes queued events, a pipelined batch per round trip, in emit order.
+    /// Publishes queued events, a pipelined batch of jobs per round trip, in emit order.
     async fn publish(self: Arc<Self>, mut receiver: mpsc::Receiver<Job>) {
         let max = self.config.batch_events;
-        let mut batch = Vec::with_capacity(max);
-        let number_len = SEQ_PLACEHOLDER.len() - SEQ_KEY.len();
+        let mut batch: Vec<Job> = Vec::with_capacity(max);
         loop {
             if receiver.recv_many(&mut batch, max).await == 0 {
                 return;
             }
-            let connection = lock(&self.commands).clone();
-            let Some(mut connection) = connection else {
-                for job in batch.drain(..) {
-                    let error = self.failed(DeliveryError::Unavailable);
-                    if let Some(confirmer) = job.confirmer {
-                        confirmer.confirm(Err(error));
-                    }
-                }
-                continue;
-            };
-            let mut pipe = redis::pipe();
-            for job in &batch {
+            let events: usize = batch.iter().map(Job::len).sum();
+            self.send(&mut batch, events).await;
+            self.queued.fetch_sub(events, Relaxed);
+        }
+    }
+
+    /// Sends `batch` (`events` events in all) in one pipeline and confirms each event.
+    async fn send(&self, batch: &mut Vec<Job>, events: usize) {
+        let connection = lock(&self.commands).clone();
+        let Some(mut connection) = connection else {
+            let error = self.failed(DeliveryError::Unavailable, events);
+            for job in batch.drain(..) {
+                job.confirm(|_| Err(error));
+            }
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for job in batch.iter() {
+            if job.rest.is_empty() {
+                let (head, tail) = job.first.halves();
                 pipe.cmd("EVALSHA")
                     .arg(&self.scripts.append.hash)
                     .arg(2)
                     .arg(self.meta_key(&job.user))
                     .arg(self.log_key(&job.user))
                     .arg(&self.epoch_prefix)
-                    .arg(&job.frame[..job.split])
-                    .arg(&job.frame[job.split + number_len..])
+                    .arg(head)
+                    .arg(tail)
                     .arg(self.window.max_events)
                     .arg(self.max_age_ms)
                     .arg(self.channel(&job.user));
+            } else {
+                let command = self
+                    .eval(&mut pipe, &self.scripts.append_batch, &job.user)
+                    .arg(&self.epoch_prefix)
+                    .arg(self.window.max_events)
+                    .arg(self.max_age_ms)
+                    .arg(self.channel(&job.user));
+                for encoded in std::iter::once(&job.first).chain(&job.rest) {
+                    let (head, tail) = encoded.halves();
+                    command.arg(head).arg(tail);
+                }
             }
-            let outcome = timeout(
-                self.config.timeout,
-                pipe.query_async::<Vec<(String, u64)>>(&mut connection),
-            )
-            .await;
-            match outcome {
-                Ok(Ok(results)) if results.len() == batch.len() => {
-                    self.metrics.batches.fetch_add(1, Relaxed);
-                    for (job, (_epoch, seq)) in batch.drain(..).zip(results) {
-                        self.metrics.published(job.emitted.elapsed());
-                        if let Some(confirmer) = job.confirmer {
-                            confirmer.confirm(Ok(Receipt::new(Some(seq), 0)));
-                        }
+        }
+        let outcome = timeout(
+            self.config.timeout,
+            pipe.query_async::<Vec<(String, u64)>>(&mut connection),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(results)) if results.len() == batch.len() => {
+                self.metrics.batches.fetch_add(1, Relaxed);
+                for (job, (_epoch, first_seq)) in batch.drain(..).zip(results) {
+                    let elapsed = job.emitted.elapsed();
+                    for _ in 0..job.len() {
+                        self.metrics.published(elapsed);
                     }
+                    job.confirm(|i| Ok(Receipt::new(Some(first_seq + i), 0)));
                 }
-                other => {
-                    let reason = match other {
-                        Ok(Err(error)) => format!("publishing failed: {}", kind(&error)),
-                        Err(_) => "publishing timed out".to_owned(),
-                        Ok(Ok(_)) => "publishing answered a short batch".to_owned(),
-                    };
-                    tracing::warn!(target: "agentwire::redis", events = batch.len(), %reason, "publish failed");
-                    for job in batch.drain(..) {
-                        let error = self.failed(DeliveryError::Unknown);
-                        if let Some(confirmer) = job.confirmer {
-                            confirmer.confirm(Err(error));
-                        }
-                    }
-                    self.lost(&reason);
-                    self.broken.notify_one();
+            }
+            other => {
+                let reason = match other {
+                    Ok(Err(error)) => format!("publishing failed: {}", kind(&error)),
+                    Err(_) => "publishing timed out".to_owned(),
+                    Ok(Ok(_)) => "publishing answered a short batch".to_owned(),
+                };
+                tracing::warn!(target: "agentwire::redis", events, %reason, "publish failed");
+                let error = self.failed(DeliveryError::Unknown, events);
+                for job in batch.drain(..) {
+                    job.confirm(|_| Err(error));
                 }
+                self.lost(&reason);
+                self.broken.notify_one();
             }
         }
     }
@@ -369,7 +486,7 @@ impl Inner {
             self.metrics.up.store(0, Relaxed);
             tracing::warn!(target: "agentwire::redis", reason, "Redis unreachable: emits fail until it is back");
             let notice = Event::error(
-                "stream_unavailable",
+                ErrorCode::StreamUnavailable,
                 "the event store is unreachable: events emitted now are not delivered; \
                  reconnect with ?epoch=&since= once it is back to find out what you missed",
             );
@@ -777,6 +894,13 @@ impl Inner {
             .map(|_| Decision::Reset(ResetReason::Unavailable));
         Ok(joined.complete(position, decision, Vec::new()))
     }
+}
+
+/// `count` confirmations that all report `error`.
+fn failed_batch(count: usize, error: DeliveryError) -> Vec<Confirmation> {
+    (0..count)
+        .map(|_| Confirmation::ready(Err(error)))
+        .collect()
 }
 
 /// What went wrong, without anything the error may quote of the URL (a password).

@@ -31,7 +31,10 @@
 //!   the expiry and publishes in one step. Emits never wait: they are encoded once and queued
 //!   (bounded: past [`RedisConfig::queue_events`], emits fail as `overloaded` rather than
 //!   grow memory while Redis is slow), and one task sends them in pipelined batches of up to
-//!   [`RedisConfig::batch_events`] scripts per round trip, in emit order.
+//!   [`RedisConfig::batch_events`] scripts per round trip, in emit order. A batch
+//!   ([`Emitter::emit_batch`](agentwire_server::Emitter::emit_batch), the publish API) is
+//!   one script that reserves its `n` seqs at once: consecutive, with no other node's event
+//!   between them.
 //! - **Live fan-out by pub/sub, one channel per user** (`aw:{<user>}:c`): a node subscribes
 //!   to the channels of the users it holds connections for, so each event goes only to the
 //!   nodes that need it, and a node that dies drops its subscriptions with its connection

@@ -51,6 +51,41 @@ redis.call('PUBLISH', ARGV[6], epoch .. '|' .. seq .. '|' .. frame)
 return {epoch, seq}
 ";
 
+/// APPEND_BATCH: KEYS = meta, log; ARGV = epoch prefix, max events, max age ms, channel, then
+/// for each event its frame head (through `"seq":`) and frame tail. Like APPEND for every
+/// event, with the `n` seqs reserved in one step: the batch gets consecutive seqs, and no
+/// other event of the user lands between them. Returns `{epoch, first seq}`.
+pub(crate) const APPEND_BATCH: &str = r"
+local m, l = KEYS[1], KEYS[2]
+local now, micros = now_ms()
+local epoch = redis.call('HGET', m, 'e')
+if not epoch then
+  epoch = ARGV[1] .. micros
+  redis.call('HSET', m, 'e', epoch, 's', 0)
+end
+local max_events = tonumber(ARGV[2])
+local age = tonumber(ARGV[3])
+local channel = ARGV[4]
+local n = math.floor((#ARGV - 4) / 2)
+local first = redis.call('HINCRBY', m, 's', n) - n + 1
+for i = 0, n - 1 do
+  local seq = first + i
+  local frame = ARGV[5 + 2 * i] .. seq .. ARGV[6 + 2 * i]
+  -- Only the last max_events of the batch can stay in the list.
+  if n - i <= max_events then
+    redis.call('RPUSH', l, now .. '|' .. frame)
+  end
+  redis.call('PUBLISH', channel, epoch .. '|' .. seq .. '|' .. frame)
+end
+if max_events > 0 then
+  redis.call('LTRIM', l, -max_events, -1)
+  expire_head(l, now, age)
+  redis.call('PEXPIRE', l, age)
+end
+redis.call('PEXPIRE', m, age)
+return {epoch, first}
+";
+
 /// ATTACH: KEYS = meta, log; ARGV = epoch prefix, client epoch (or empty), since (or -1),
 /// max age ms. Creates the stream if needed, refreshes its expiry, drops expired events, and
 /// returns `{epoch, last seq, events held, frames}`: the frames of `since + 1 ..= last` when
@@ -122,6 +157,7 @@ impl Script {
 /// Every script, loaded on each (re)connection.
 pub(crate) struct Scripts {
     pub(crate) append: Script,
+    pub(crate) append_batch: Script,
     pub(crate) attach: Script,
     pub(crate) keepalive: Script,
     pub(crate) touch: Script,
@@ -131,13 +167,20 @@ impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
             append: Script::new(APPEND),
+            append_batch: Script::new(APPEND_BATCH),
             attach: Script::new(ATTACH),
             keepalive: Script::new(KEEPALIVE),
             touch: Script::new(TOUCH),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 4] {
-        [&self.append, &self.attach, &self.keepalive, &self.touch]
+    pub(crate) fn all(&self) -> [&Script; 5] {
+        [
+            &self.append,
+            &self.append_batch,
+            &self.attach,
+            &self.keepalive,
+            &self.touch,
+        ]
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use agentwire_server::{DeliveryError, DeliveryStatus, Event};
+use agentwire_server::{Config, DeliveryError, DeliveryStatus, Event};
 use common::*;
 use serde_json::{Value, json};
 
@@ -210,6 +210,11 @@ async fn redis_stopped_and_restarted_mid_stream() {
     let metrics = a.server.metrics_text();
     assert!(metrics.contains("agentwire_redis_up 0"), "{metrics}");
     assert!(metrics.contains("agentwire_redis_publish_failures_total{reason=\"unavailable\"} 1"));
+    // The notice is counted under its code (one connection on each node).
+    assert!(
+        metrics.contains("agentwire_errors_total{code=\"stream_unavailable\"} 1"),
+        "{metrics}"
+    );
     // A resume cannot be proven: reset / unavailable (the node still knows where cyd's
     // stream stood, so the connection opens); a user it knows nothing of cannot open (1013).
     let (_resumed, established) = connect(&b, "cyd", &format!("?epoch={epoch}&since=1")).await;
@@ -229,7 +234,11 @@ async fn redis_stopped_and_restarted_mid_stream() {
         .await
         .expect("upgrade");
     let (_, close) = until_close(&mut stranger).await;
-    assert_eq!(close.map(|c| u16::from(c.code)), Some(1013));
+    let close = close.expect("a close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (1013, "stream_unavailable")
+    );
 
     // Redis comes back empty: the nodes reconnect by themselves and restore the stream their
     // connections follow, which carry on with the next seq.
@@ -256,6 +265,318 @@ async fn redis_stopped_and_restarted_mid_stream() {
             .metrics_text()
             .contains("agentwire_redis_reconnects_total")
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `{"events": [...]}` of `n` system messages numbered from `from`.
+fn notices(from: usize, n: usize) -> Value {
+    let events: Vec<Value> = (from..from + n)
+        .map(|i| json!({"type": "system_message", "payload": {"message": format!("notice {i}")}}))
+        .collect();
+    json!({ "events": events })
+}
+
+/// A batch published through node A's publish API is appended in one step: while node B
+/// emits to the same user without pause, every batch gets consecutive seqs, B's events land
+/// between batches (never inside one), and the user's connection on B gets every seq once,
+/// in order, each batch's events at the seqs the API answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_batch_gets_dense_seqs_while_another_node_emits() {
+    const BATCHES: usize = 8;
+    const PER_BATCH: usize = 200;
+    let redis = RedisServer::start().await;
+    let a = Node::start_with(&redis, Config::default(), Duration::ZERO, true).await;
+    let b = Node::start(&redis, Duration::ZERO).await;
+    let (mut on_b, _) = connect(&b, "eve", "").await;
+    // The client reads all along, so its queue never fills; it stops at `until`'s seq.
+    let (until_tx, until_rx) = tokio::sync::oneshot::channel::<u64>();
+    let reader = tokio::spawn(async move {
+        let mut frames: Vec<Value> = Vec::new();
+        let mut until_rx = until_rx;
+        let mut until: Option<u64> = None;
+        loop {
+            if let Some(last) = until
+                && frames.last().and_then(|f| f["seq"].as_u64()) >= Some(last)
+            {
+                return frames;
+            }
+            tokio::select! {
+                frame = next_json(&mut on_b) => frames.push(frame),
+                last = &mut until_rx, if until.is_none() => until = Some(last.expect("last seq")),
+            }
+        }
+    });
+
+    // Node B's noise: one confirmed emit after another, counting confirmations.
+    let emitter = b.server.emitter();
+    let confirmed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (count, stop) = (confirmed.clone(), done.clone());
+    let noise = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let receipt = emitter
+                .emit_confirmed("eve", Event::system_message("noise"))
+                .await
+                .expect("noise published");
+            seqs.push(receipt.seq.expect("seq"));
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        seqs
+    });
+    let confirmations = || confirmed.load(std::sync::atomic::Ordering::Relaxed);
+
+    let mut batches: Vec<Vec<u64>> = Vec::new();
+    for batch in 0..BATCHES {
+        // Two more noise confirmations: the second noise event was emitted after the
+        // previous batch had its seqs, so it lands between that batch and this one.
+        let before = confirmations();
+        tokio::time::timeout(PATIENCE, async {
+            while confirmations() < before + 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("node B's emits go on");
+        let (status, answer) = publish(&a, "eve", &notices(batch * PER_BATCH, PER_BATCH)).await;
+        assert_eq!(status, 200, "{answer}");
+        let seqs: Vec<u64> = answer["seqs"]
+            .as_array()
+            .expect("seqs")
+            .iter()
+            .map(|s| s.as_u64().expect("a seq"))
+            .collect();
+        assert_eq!(seqs.len(), PER_BATCH);
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "dense: {seqs:?}");
+        batches.push(seqs);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let noise_seqs = noise.await.expect("noise task");
+    for pair in batches.windows(2) {
+        let (end, start) = (pair[0][PER_BATCH - 1], pair[1][0]);
+        assert!(
+            noise_seqs.iter().any(|s| *s > end && *s < start),
+            "node B's events land between batches: {end} .. {start}"
+        );
+    }
+    for seq in &noise_seqs {
+        assert!(
+            !batches
+                .iter()
+                .any(|b| b[0] <= *seq && *seq <= b[PER_BATCH - 1]),
+            "a noise event inside a batch: {seq}"
+        );
+    }
+
+    let last = noise_seqs
+        .iter()
+        .copied()
+        .chain(batches.iter().map(|b| b[PER_BATCH - 1]))
+        .max()
+        .expect("events");
+    until_tx.send(last).expect("reader waits");
+    let frames = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .expect("the client gets every event")
+        .expect("reader");
+    let got: Vec<u64> = frames
+        .iter()
+        .map(|f| {
+            f["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("a stream event: {f}"))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    for (batch, seqs) in batches.iter().enumerate() {
+        for (i, seq) in seqs.iter().enumerate() {
+            let frame = &frames[(*seq - 1) as usize];
+            assert_eq!(
+                frame["payload"]["message"],
+                format!("notice {}", batch * PER_BATCH + i),
+                "{frame}"
+            );
+        }
+    }
+    let metrics = a.server.metrics_text();
+    assert!(
+        metrics.contains(&format!(
+            "agentwire_redis_published_total {}",
+            BATCHES * PER_BATCH
+        )),
+        "{metrics}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Connects, resumes (each time on the other node, from the last seq seen), reads a little,
+/// disconnects, while events are emitted from both nodes: at the end both nodes have no
+/// connection and no subscription, Redis has no channel, every key Redis holds expires with
+/// the window (and the history is trimmed to it), and once the window has passed Redis holds
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_across_two_nodes_leaves_no_connection_subscription_or_key_behind() {
+    const USERS: usize = 40;
+    const CYCLES: usize = 50;
+    const MAX_EVENTS: usize = 50;
+    const MAX_AGE: Duration = Duration::from_secs(3);
+    let config = || {
+        Config::builder()
+            .replay_max_events(MAX_EVENTS)
+            .replay_max_age(MAX_AGE)
+            .rate_limit_per_sec(0)
+            .build()
+            .expect("config")
+    };
+    let redis = RedisServer::start().await;
+    let a = Node::start_with(&redis, config(), Duration::ZERO, false).await;
+    let b = Node::start_with(&redis, config(), Duration::ZERO, false).await;
+    let nodes = std::sync::Arc::new([a, b]);
+    let users: Vec<String> = (0..USERS).map(|n| format!("storm-{n}")).collect();
+
+    // Events keep coming to every user, connected or not, from both nodes.
+    let emitters = [nodes[0].server.emitter(), nodes[1].server.emitter()];
+    let emitting = users.clone();
+    let producer = tokio::spawn(async move {
+        let mut emitted = 0u64;
+        for round in 0..100 {
+            for (i, user) in emitting.iter().enumerate() {
+                let delivered =
+                    emitters[(round + i) % 2].emit(user, Event::system_message(format!("{round}")));
+                assert!(!delivered.is_failed(), "{delivered:?}");
+                emitted += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        emitted
+    });
+
+    let mut tasks = Vec::new();
+    for (n, user) in users.iter().cloned().enumerate() {
+        let nodes = std::sync::Arc::clone(&nodes);
+        tasks.push(tokio::spawn(async move {
+            let mut position: Option<(String, u64)> = None;
+            let mut resumed = 0;
+            for cycle in 0..CYCLES {
+                let node = &nodes[(n + cycle) % 2];
+                let query = match &position {
+                    Some((epoch, seq)) => format!("?epoch={epoch}&since={seq}"),
+                    None => String::new(),
+                };
+                let (mut ws, established) = connect(node, &user, &query).await;
+                let payload = &established["payload"];
+                let mut seq = payload["stream"]["seq"].as_u64().expect("seq");
+                match payload["resume"]["status"].as_str() {
+                    Some("resumed") => {
+                        resumed += 1;
+                        let from = payload["resume"]["from_seq"].as_u64().expect("from");
+                        assert_eq!(Some(from - 1), position.as_ref().map(|p| p.1));
+                        let replayed = payload["resume"]["replayed"].as_u64().expect("n");
+                        let mut expected = from;
+                        for _ in 0..replayed.min(5) {
+                            let frame = next_json(&mut ws).await;
+                            assert_eq!(frame["seq"], expected, "replayed in order: {frame}");
+                            expected += 1;
+                        }
+                        seq = expected - 1;
+                    }
+                    Some("reset") => {
+                        // The count trimmed what it missed: told, never a silent gap.
+                        assert_eq!(
+                            payload["resume"]["reason"], "outside_window",
+                            "{established}"
+                        );
+                    }
+                    _ => assert!(position.is_none(), "{established}"),
+                }
+                let epoch = payload["stream"]["epoch"].as_str().expect("epoch");
+                if let Some((before, _)) = &position {
+                    assert_eq!(before, epoch, "one epoch across nodes and reconnects");
+                }
+                position = Some((epoch.to_owned(), seq));
+                drop(ws);
+            }
+            resumed
+        }));
+    }
+    let mut resumed = 0;
+    for task in tasks {
+        resumed += task.await.expect("client task");
+    }
+    let emitted = producer.await.expect("producer");
+    assert!(resumed > 0, "some resumes were within the window");
+
+    for node in nodes.iter() {
+        node.wait_metric("agentwire_connections_active", 0).await;
+        node.wait_metric("agentwire_redis_subscriptions", 0).await;
+        node.wait_metric("agentwire_redis_queue_events", 0).await;
+        let metrics = node.server.metrics_text();
+        assert!(
+            !metrics.contains("agentwire_closes_total{code=\"1011\""),
+            "{metrics}"
+        );
+    }
+    let published = nodes[0].metric("agentwire_redis_published_total")
+        + nodes[1].metric("agentwire_redis_published_total");
+    assert_eq!(published, emitted, "every emit published");
+
+    let mut conn = redis.connection().await;
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .query_async(&mut conn)
+        .await
+        .expect("PUBSUB");
+    assert!(channels.is_empty(), "channels left: {channels:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert!(keys.len() <= 2 * USERS, "{} keys", keys.len());
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        assert!(
+            ttl > 0 && ttl <= MAX_AGE.as_millis() as i64,
+            "{key} expires with the window: PTTL {ttl}"
+        );
+        if key.ends_with(":l") {
+            let held: usize = redis::cmd("LLEN")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("LLEN");
+            assert!(held <= MAX_EVENTS, "{key} holds {held}");
+        }
+    }
+    // Once the window has passed, Redis holds nothing.
+    let empty = async {
+        loop {
+            let size: u64 = redis::cmd("DBSIZE")
+                .query_async(&mut conn)
+                .await
+                .expect("DBSIZE");
+            if size == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, empty)
+        .await
+        .expect("every key expires with the window");
+    let Ok([a, b]) = std::sync::Arc::try_unwrap(nodes) else {
+        panic!("the nodes are not shared any more")
+    };
     a.stop().await;
     b.stop().await;
 }

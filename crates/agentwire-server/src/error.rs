@@ -158,7 +158,7 @@ impl AttachError {
     pub fn code(&self) -> &'static str {
         match self {
             AttachError::TooManyConnections { .. } => "too_many_connections",
-            AttachError::Unavailable => "stream_unavailable",
+            AttachError::Unavailable => agentwire_events::ErrorCode::StreamUnavailable.as_str(),
         }
     }
 }

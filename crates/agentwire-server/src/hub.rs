@@ -49,8 +49,8 @@ pub trait Delivery: Send + Sync + 'static {
     ///
     /// The default calls `deliver_confirmed` for each, so another task's events for the same
     /// user may land between them. An engine that can append the whole batch at once
-    /// overrides it, so that the batch gets consecutive `seq`s ([`LocalStreams`] does: the
-    /// publish API relies on it for its dense `seq`s).
+    /// overrides it, so that the batch gets consecutive `seq`s ([`LocalStreams`] and
+    /// `agentwire-redis` do: the publish API relies on it for its dense `seq`s).
     fn deliver_batch(&self, user_id: &str, events: Vec<Event>) -> Vec<Confirmation> {
         events
             .into_iter()
@@ -288,8 +288,8 @@ impl Emitter {
 
     /// Emits `events` to `user_id`'s stream in order, at once, and gives a future of each one's
     /// outcome (the `seq` it got, or why it is not on the stream), in the same order. With the
-    /// in-process engine they get consecutive `seq`s (see [`Delivery::deliver_batch`]) and the
-    /// future is ready at once.
+    /// in-process and Redis engines they get consecutive `seq`s (see
+    /// [`Delivery::deliver_batch`]); in-process the future is ready at once.
     pub fn emit_batch(
         &self,
         user_id: &str,
@@ -1234,6 +1234,11 @@ impl Hub {
                     }
                 }
             }
+        }
+        if let agentwire_events::Payload::ErrorReply(reply) = event.payload() {
+            let code = agentwire_events::ErrorCode::parse(&reply.code)
+                .map_or("other", agentwire_events::ErrorCode::as_str);
+            self.metrics.errors_sent(code, sent as u64);
         }
         sent
     }

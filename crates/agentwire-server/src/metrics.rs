@@ -80,7 +80,14 @@ impl Metrics {
 
     /// An `error` frame sent, by code.
     pub(crate) fn error_sent(&self, code: &'static str) {
-        self.with_labelled(|l| *l.errors.entry(code).or_default() += 1);
+        self.errors_sent(code, 1);
+    }
+
+    /// `count` `error` frames sent with `code`.
+    pub(crate) fn errors_sent(&self, code: &'static str, count: u64) {
+        if count > 0 {
+            self.with_labelled(|l| *l.errors.entry(code).or_default() += count);
+        }
     }
 
     /// A resume request answered: `resumed` (with how many events replayed) or `reset` with

@@ -3,7 +3,7 @@
 //! `POST /api/v1/users/{user_id}/events` with `Authorization: Bearer KEY` and a body
 //! `{"events": [{"type", "payload", "run_id"?, "thread_id"?}, ...]}`. The whole batch is
 //! checked before any of it is delivered; it is then appended to the user's stream in one
-//! step (consecutive `seq`s with the in-process engine), like any other event: stamped,
+//! step (consecutive `seq`s with the in-process and Redis engines), like any other event: stamped,
 //! kept in the replay window, sent to every connection of the user.
 //!
 //! Order of checks: the API key (401), draining (503), the user id (400), the body's size

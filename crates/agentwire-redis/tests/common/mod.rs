@@ -9,7 +9,7 @@ use std::time::Duration;
 use agentwire_auth::testing::{Claims, SigningKey};
 use agentwire_auth::{Algorithm, Key, Token, Validator};
 use agentwire_redis::{RedisConfig, RedisEngine};
-use agentwire_server::{Config, DemoAgent, Server};
+use agentwire_server::{Config, DemoAgent, PublishConfig, PublishKey, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -116,9 +116,14 @@ pub fn token(sub: &str) -> Token {
         .expect("sign")
 }
 
+/// The publish API key of the test nodes that serve it.
+pub const PUBLISH_KEY: &str = "redis-publish-key-0123456789abcdef";
+
 /// One agentwire node on a free loopback port, using the Redis engine.
 pub struct Node {
     pub addr: SocketAddr,
+    /// The publish API's address, when the node serves it.
+    pub publish_addr: Option<SocketAddr>,
     pub server: Server,
     task: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -126,27 +131,79 @@ pub struct Node {
 
 impl Node {
     pub async fn start(redis: &RedisServer, demo_step: Duration) -> Node {
+        Node::start_with(redis, Config::default(), demo_step, false).await
+    }
+
+    /// A node with `config` that also serves the publish API (key [`PUBLISH_KEY`]) when
+    /// `publish` is set.
+    pub async fn start_with(
+        redis: &RedisServer,
+        config: Config,
+        demo_step: Duration,
+        publish: bool,
+    ) -> Node {
+        let server_config = config;
         let config = RedisConfig::new(&redis.url()).expect("redis config");
-        let server = Server::builder(validator())
-            .config(Config::default())
+        let mut builder = Server::builder(validator())
+            .config(server_config)
             .handler(DemoAgent::new(demo_step))
-            .delivery(move |local| RedisEngine::new(config, local))
-            .build();
+            .delivery(move |local| RedisEngine::new(config, local));
+        if publish {
+            builder = builder.publish(
+                PublishConfig::builder()
+                    .key(PublishKey::new(PUBLISH_KEY).expect("key"))
+                    .build()
+                    .expect("publish config"),
+            );
+        }
+        let server = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let publish_listener = if publish {
+            Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind"),
+            )
+        } else {
+            None
+        };
+        let publish_addr = publish_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = server.clone();
         let task = tokio::spawn(async move {
-            let _ = serving
-                .serve(listener, async move {
-                    let _ = stopped.await;
-                })
-                .await;
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            match publish_listener {
+                None => {
+                    let _ = serving.serve(listener, stopped).await;
+                }
+                Some(publish_listener) => {
+                    let (tx, rx) = tokio::sync::watch::channel(false);
+                    let mut rx2 = rx.clone();
+                    let mut rx1 = rx;
+                    let ws = serving.serve(listener, async move {
+                        let _ = rx1.wait_for(|s| *s).await;
+                    });
+                    let publishing = serving.serve_publish(publish_listener, async move {
+                        let _ = rx2.wait_for(|s| *s).await;
+                    });
+                    let signal = async move {
+                        stopped.await;
+                        let _ = tx.send(true);
+                    };
+                    let _ = tokio::join!(ws, publishing, signal);
+                }
+            }
         });
         let node = Node {
             addr,
+            publish_addr,
             server,
             task,
             stop: Some(stop),
@@ -181,6 +238,27 @@ impl Node {
             .unwrap_or_else(|_| panic!("health never said {status}"))
     }
 
+    /// A number of `/metrics` whose line starts with `prefix` followed by a space.
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = self.server.metrics_text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+
+    /// Waits until the metric `name` is `value`.
+    pub async fn wait_metric(&self, name: &str, value: u64) {
+        let wait = async {
+            while self.metric(name) != value {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(PATIENCE, wait).await.is_err() {
+            panic!("{name} stayed at {} (want {value})", self.metric(name));
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -191,10 +269,48 @@ impl Node {
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, &[], b"").await
+}
+
+/// Posts `body` to the publish API of `node` for `user`: (status, JSON answer).
+pub async fn publish(node: &Node, user: &str, body: &Value) -> (u16, Value) {
+    let auth = format!("Bearer {PUBLISH_KEY}");
+    let (status, answer) = http_request(
+        node.publish_addr.expect("a node serving the publish API"),
+        "POST",
+        &format!("/api/v1/users/{user}/events"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let answer = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("JSON ({e}): {answer}"));
+    (status, answer)
+}
+
+/// A plain HTTP/1.1 request with `Connection: close`: (status, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.expect("write");
     let mut response = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
         .await

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Measures one `agentwire serve` node with the Redis engine against the in-process engine.
+
+The same `agentwire load` run goes against `agentwire serve` (in-process engine) and
+`agentwire serve --redis-url` (a redis-server of its own, persistence off, on a free loopback
+port), alternating which goes first, each on a fresh process, and repeats; the summary gives
+the medians and the Redis/in-process ratios. Used for docs/performance.md, "Multi-node with
+Redis".
+
+Per run: events/s and run latency (from the load generator), node CPU per event (from
+/proc/PID/stat over the measured window, by `agentwire load --server-pid`), and for the Redis
+runs redis-server's CPU per published event (its /proc/PID/stat over the whole load command,
+divided by `agentwire_redis_published_total`) and the engine's publish latency (from emit to
+seq assigned: `agentwire_redis_publish_latency_seconds` in /metrics).
+
+    cargo build --release -p agentwire-cli --bin agentwire
+    python3 scripts/perf-redis.py --repeats 3                  # 1,000 busy connections
+    python3 scripts/perf-redis.py --repeats 3 --connections 100
+    python3 scripts/perf-redis.py --repeats 1 --rate 1000      # open loop: 1,000 runs/s
+
+Needs redis-server (scripts/setup/redis.sh). Only loopback addresses are used; every run is
+bounded in count and time.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("perf_compare", os.path.join(ROOT, "scripts", "perf-compare.py"))
+pc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pc)
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_redis():
+    port = pc.free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, port
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def start_node(binary, port, redis_port):
+    cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", pc.SECRET,
+           "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
+    if redis_port is not None:
+        cmd += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ws/health", timeout=1) as r:
+                if json.load(r).get("status") == "healthy":
+                    time.sleep(0.3)
+                    return proc
+        except Exception:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("agentwire did not become healthy")
+
+
+def metrics(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def histogram(text, name):
+    """(count, mean s, p50 bound, p99 bound) of a Prometheus histogram."""
+    buckets, total, count = [], 0.0, 0
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), int(line.split()[-1])))
+        elif line.startswith(f"{name}_sum "):
+            total = float(line.split()[-1])
+        elif line.startswith(f"{name}_count "):
+            count = int(line.split()[-1])
+    def quantile(q):
+        for bound, cumulative in buckets:
+            if count and cumulative >= q * count:
+                return bound
+        return None
+    return count, (total / count if count else None), quantile(0.5), quantile(0.99)
+
+
+def gauge(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def measure(binary, engine, args):
+    redis, redis_port = (None, None)
+    if engine == "redis":
+        redis, redis_port = start_redis()
+    port = pc.free_port()
+    node = start_node(binary, port, redis_port)
+    try:
+        redis_cpu = cpu_seconds(redis.pid) if redis else None
+        cmd = [binary, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", pc.SECRET,
+               "--server-pid", str(node.pid), "--json"] + args
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        report = json.loads(out.stdout)
+        report["command"] = " ".join(["agentwire", "load", "ws://127.0.0.1:PORT/ws", "--token-secret", "S",
+                                      "--server-pid", "PID", "--json"] + args)
+        if redis:
+            redis_cpu = cpu_seconds(redis.pid) - redis_cpu
+            text = metrics(port)
+            published = gauge(text, "agentwire_redis_published_total") or 0
+            count, mean, p50, p99 = histogram(text, "agentwire_redis_publish_latency_seconds")
+            failures = sum(float(l.split()[-1]) for l in text.splitlines()
+                           if l.startswith("agentwire_redis_publish_failures_total{"))
+            report["redis"] = {
+                "published": published,
+                "publish_failures": failures,
+                "server_cpu_us_per_event": redis_cpu * 1e6 / published if published else None,
+                "publish_latency_mean_ms": mean * 1e3 if mean is not None else None,
+                "publish_latency_p50_le_ms": p50 * 1e3 if p50 is not None else None,
+                "publish_latency_p99_le_ms": p99 * 1e3 if p99 is not None else None,
+                "batches": gauge(text, "agentwire_redis_batches_total"),
+            }
+        return report
+    finally:
+        pc.stop(node)
+        if redis:
+            redis.kill()
+            redis.wait()
+
+
+ROWS = [
+    ("events/s", "run.events_per_sec"),
+    ("runs/s", "run.runs_per_sec"),
+    ("node CPU us/event", "server.cpu_us_per_event"),
+    ("run latency p50 ms", "run.latency_ms.p50"),
+    ("run latency p99 ms", "run.latency_ms.p99"),
+    ("redis-server CPU us/event", "redis.server_cpu_us_per_event"),
+    ("publish latency mean ms", "redis.publish_latency_mean_ms"),
+    ("publish latency p50 <= ms", "redis.publish_latency_p50_le_ms"),
+    ("publish latency p99 <= ms", "redis.publish_latency_p99_le_ms"),
+    ("events per pipelined round trip", None),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "agentwire"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--duration-secs", type=int, default=10)
+    parser.add_argument("--rate", type=int, help="open loop: runs per second in all (default: closed loop)")
+    parser.add_argument("--json", help="write every report to this file")
+    args = parser.parse_args()
+    if shutil.which("redis-server") is None:
+        raise SystemExit("redis-server is missing: run scripts/setup/redis.sh")
+    load_args = ["-c", str(args.connections), "--warmup-secs", "2", "--duration-secs", str(args.duration_secs)]
+    if args.rate:
+        load_args += ["--rate", str(args.rate)]
+    results = {"in_process": [], "redis": []}
+    for i in range(args.repeats):
+        order = ["in_process", "redis"] if i % 2 == 0 else ["redis", "in_process"]
+        for engine in order:
+            report = measure(args.bin, engine, load_args)
+            results[engine].append(report)
+            print(f"[{i + 1}] {engine}: events/s={pc.pick(report, 'run.events_per_sec')} "
+                  f"cpu_us/event={pc.pick(report, 'server.cpu_us_per_event')} "
+                  f"p99={pc.pick(report, 'run.latency_ms.p99')} redis={report.get('redis')} "
+                  f"errors={report.get('errors')}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    local, redis = results["in_process"], results["redis"]
+    print(f"\n`{redis[0]['command']}` (x{args.repeats} each, alternating)\n")
+    print("| figure | in-process | Redis | ratio |")
+    print("|---|---|---|---|")
+    for label, path in ROWS:
+        if path is None:
+            values = [r["redis"]["published"] / r["redis"]["batches"] for r in redis if r["redis"]["batches"]]
+            print(f"| {label} | | {statistics.median(values):.1f} | |" if values else f"| {label} | | | |")
+            continue
+        a, b = pc.median(local, path), pc.median(redis, path)
+        ratio = f"{b / a:.2f}" if a and b is not None else ""
+        fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) and v < 100 else f"{v:,.0f}")
+        print(f"| {label} | {fmt(a)} | {fmt(b)} | {ratio} |")
+    errors = {k: sum(sum(r["errors"].values()) for r in v) for k, v in results.items()}
+    print(f"| errors (all runs) | {errors['in_process']} | {errors['redis']} | |")
+
+
+if __name__ == "__main__":
+    main()
