@@ -20,6 +20,7 @@ export const PROTOCOL_ERROR_CODES = [
   "token_expired",
   "auth_timeout",
   "heartbeat_timeout",
+  "stream_unavailable",
 ] as const;
 
 /**

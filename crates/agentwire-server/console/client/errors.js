@@ -17,6 +17,7 @@ export const PROTOCOL_ERROR_CODES = [
     "token_expired",
     "auth_timeout",
     "heartbeat_timeout",
+    "stream_unavailable",
 ];
 /**
  * The authentication codes (docs/auth.md, "Error codes", phase `auth`): the `error` frame and
