@@ -94,10 +94,21 @@ impl std::str::FromStr for Protocol {
 }
 
 /// An agent service: where to POST, and in which protocol.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Service {
     uri: Uri,
     protocol: Protocol,
+    /// The URL for logs and `/ws/config`: no user information, no query.
+    display_url: String,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("url", &self.display_url)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
 }
 
 impl Service {
@@ -120,7 +131,12 @@ impl Service {
         if uri.host().is_none_or(str::is_empty) {
             return Err(invalid("no host"));
         }
-        Ok(Service { uri, protocol })
+        let display_url = display_url(&uri);
+        Ok(Service {
+            uri,
+            protocol,
+            display_url,
+        })
     }
 
     /// A service at `url` speaking [`Protocol::Ndjson`].
@@ -150,6 +166,28 @@ impl Service {
     pub fn protocol(&self) -> Protocol {
         self.protocol
     }
+
+    /// The URL as logs and `/ws/config` show it: without the user name and password, if it
+    /// had them, and without the query (services such as Azure Functions carry a key there).
+    pub fn display_url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// What `/ws/config` shows of the service.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "url": self.display_url, "protocol": self.protocol.as_str() })
+    }
+}
+
+/// `http://host[:port]/path` of `uri`: no user information, no query.
+fn display_url(uri: &Uri) -> String {
+    let host = uri.host().unwrap_or_default();
+    let mut url = format!("{}://{host}", uri.scheme_str().unwrap_or("http"));
+    if let Some(port) = uri.port_u16() {
+        url.push_str(&format!(":{port}"));
+    }
+    url.push_str(uri.path());
+    url
 }
 
 /// Builds an [`HttpAgent`].
@@ -282,6 +320,7 @@ impl HttpAgentBuilder {
         Ok(HttpAgent {
             inner: Arc::new(Inner {
                 client,
+                connect_timeout: self.connect_timeout,
                 default: self.default,
                 named: self.named,
                 key,
@@ -306,6 +345,7 @@ pub struct HttpAgent {
 
 struct Inner {
     client: Client<HttpConnector, Full<Bytes>>,
+    connect_timeout: Duration,
     default: Option<Service>,
     named: HashMap<String, Service>,
     key: Option<SigningKey>,
@@ -419,9 +459,15 @@ impl HttpAgent {
     /// failures by code, refusals by code, runs in flight, and AG-UI events read by type with
     /// what they were relayed as.
     pub fn metrics_text(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.write_metrics(&mut out);
+        out
+    }
+
+    /// Appends [`metrics_text`](Self::metrics_text) to `out`.
+    fn write_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let stats = &self.inner.stats;
-        let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, values: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in values {
@@ -491,7 +537,6 @@ impl HttpAgent {
              relayed as (folded: into another event).",
             &ag_ui,
         );
-        out
     }
 
     fn fail(&self, run: &Run, service: Option<&Service>, failure: &AgentFailure) {
@@ -504,7 +549,7 @@ impl HttpAgent {
         tracing::warn!(
             run_id = run.run_id(),
             user_id = run.user_id(),
-            service = service.map(|s| s.uri.to_string()),
+            service = service.map(Service::display_url),
             code = failure.code(),
             "forwarded run failed: {failure}"
         );
@@ -714,6 +759,37 @@ impl Handler for HttpAgent {
         }
         Ok(())
     }
+
+    /// [`metrics_text`](HttpAgent::metrics_text), for the server's `/metrics`.
+    fn render_metrics(&self, out: &mut String) {
+        self.write_metrics(out);
+    }
+
+    /// The agent services and the limits, for `/ws/config`: never the service-token secret
+    /// (only whether there is one), URLs as [`Service::display_url`] shows them.
+    fn describe(&self) -> serde_json::Value {
+        let inner = &*self.inner;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let agents: serde_json::Map<String, serde_json::Value> = inner
+            .named
+            .iter()
+            .map(|(name, service)| (name.clone(), service.describe()))
+            .collect();
+        serde_json::json!({
+            "kind": "http",
+            "default": inner.default.as_ref().map(Service::describe),
+            "agents": agents,
+            "service_token": inner.key.is_some(),
+            "limits": {
+                "max_in_flight": inner.max_in_flight,
+                "max_line_bytes": inner.max_line_bytes,
+                "connect_timeout_ms": ms(inner.connect_timeout),
+                "idle_timeout_ms": ms(inner.idle_timeout),
+                "total_timeout_ms": inner.total_timeout.map(ms),
+                "busy_retry_after_ms": ms(inner.busy_retry_after),
+            },
+        })
+    }
 }
 
 #[cfg(test)]
@@ -737,6 +813,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn display_urls_have_no_credentials_nor_query() {
+        let service = Service::ag_ui("http://svc:pa55@agents.internal:9000/run?code=k3y").unwrap();
+        assert_eq!(service.display_url(), "http://agents.internal:9000/run");
+        assert_eq!(service.url().host(), Some("agents.internal"));
+        let debug = format!("{service:?}");
+        assert!(!debug.contains("pa55") && !debug.contains("k3y"), "{debug}");
+        let plain = Service::ndjson("http://127.0.0.1/").unwrap();
+        assert_eq!(plain.display_url(), "http://127.0.0.1/");
+    }
+
+    #[test]
+    fn describe_shows_services_and_limits_and_no_secret() {
+        let agent = HttpAgent::builder()
+            .default_service(Service::ndjson("http://u:p@a:1/run").unwrap())
+            .agent("b", Service::ag_ui("http://b/agui").unwrap())
+            .service_token_secret("a secret of at least 32 bytes, from config")
+            .total_timeout(Some(Duration::from_secs(90)))
+            .build()
+            .unwrap();
+        let described = Handler::describe(&agent);
+        assert_eq!(
+            described,
+            serde_json::json!({
+                "kind": "http",
+                "default": {"url": "http://a:1/run", "protocol": "ndjson"},
+                "agents": {"b": {"url": "http://b/agui", "protocol": "ag-ui"}},
+                "service_token": true,
+                "limits": {
+                    "max_in_flight": DEFAULT_MAX_IN_FLIGHT,
+                    "max_line_bytes": DEFAULT_MAX_LINE_BYTES,
+                    "connect_timeout_ms": 5000,
+                    "idle_timeout_ms": 60000,
+                    "total_timeout_ms": 90000,
+                    "busy_retry_after_ms": 1000,
+                },
+            })
+        );
+        let mut metrics = String::new();
+        Handler::render_metrics(&agent, &mut metrics);
+        assert_eq!(metrics, agent.metrics_text());
     }
 
     #[test]

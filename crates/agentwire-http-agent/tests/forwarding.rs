@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::{
-    Harness, PATIENCE, SERVICE_SECRET, ServiceState, USER, record, stream, user_validator,
+    Harness, PATIENCE, SERVICE_SECRET, ServiceState, USER, http_get, record, stream, user_validator,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -378,7 +378,13 @@ async fn unreachable_service() {
     assert_eq!(frames[0]["payload"]["recoverable"], true);
     h.assert_usable().await;
     assert_eq!(h.agent.failures("agent_unreachable"), 1);
-    let metrics = h.agent.metrics_text();
+    // The server's own /metrics carries the agent's counters.
+    let (status, metrics) = http_get(h.server, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("agentwire_runs_started_total 1\n"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("agentwire_agent_run_failures_total{code=\"agent_unreachable\"} 1\n"),
         "{metrics}"
@@ -387,6 +393,55 @@ async fn unreachable_service() {
         metrics.contains("agentwire_agent_runs_forwarded_total 1\n"),
         "{metrics}"
     );
+}
+
+/// `/ws/config` shows the agent services (default and named, with their protocols) and the
+/// limits; never the service-token secret, nor a URL's user, password or query.
+#[tokio::test]
+async fn config_shows_the_agent_services_and_no_secret() {
+    let mut h = Harness::start(|b, service| {
+        b.agent(
+            "private",
+            Service::ag_ui(&format!("http://svc:pa55@{service}/agui?code=k3y")).unwrap(),
+        )
+        .total_timeout(Some(Duration::from_secs(120)))
+    })
+    .await;
+    let (status, body) = http_get(h.server, "/ws/config").await;
+    assert_eq!(status, 200);
+    for secret in [SERVICE_SECRET, "pa55", "k3y", "svc:"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
+    let config: Value = serde_json::from_str(&body).unwrap();
+    let agent = &config["agent"];
+    let service = h.service;
+    assert_eq!(agent["kind"], "http", "{agent}");
+    assert_eq!(
+        agent["default"],
+        json!({"url": format!("http://{service}/happy"), "protocol": "ndjson"})
+    );
+    assert_eq!(
+        agent["agents"]["private"],
+        json!({"url": format!("http://{service}/agui"), "protocol": "ag-ui"})
+    );
+    assert_eq!(
+        agent["agents"]["slow"],
+        json!({"url": format!("http://{service}/slow"), "protocol": "ndjson"})
+    );
+    assert_eq!(agent["agents"].as_object().unwrap().len(), 14, "{agent}");
+    assert_eq!(agent["service_token"], true);
+    assert_eq!(
+        agent["limits"],
+        json!({
+            "max_in_flight": agentwire_http_agent::DEFAULT_MAX_IN_FLIGHT,
+            "max_line_bytes": 1024,
+            "connect_timeout_ms": 5000,
+            "idle_timeout_ms": 1500,
+            "total_timeout_ms": 120_000,
+            "busy_retry_after_ms": 1000,
+        })
+    );
+    h.assert_usable().await;
 }
 
 #[tokio::test]

@@ -99,6 +99,18 @@ pub trait Handler: Send + Sync + 'static {
     fn presence(&self, user_id: &str, presence: Presence) {
         let _ = (user_id, presence);
     }
+
+    /// Appends the handler's own metrics, in the Prometheus text format, to `out` (`GET
+    /// /metrics`, after the server's and the engine's). The default adds none.
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+
+    /// What `GET /ws/config` shows of the handler under `agent`. Every client can read it:
+    /// never a secret (nor a URL's credentials). The default: `{"kind": "custom"}`.
+    fn describe(&self) -> serde_json::Value {
+        json!({ "kind": "custom" })
+    }
 }
 
 /// What [`Handler::presence`] reports.
@@ -124,6 +136,8 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     ) -> BoxFuture<Result<(), HandlerError>>;
     fn handles(&self, message_type: MessageType) -> bool;
     fn presence(&self, user_id: &str, presence: Presence);
+    fn render_metrics(&self, out: &mut String);
+    fn describe(&self) -> serde_json::Value;
 }
 
 impl<H: Handler> ErasedHandler for H {
@@ -149,6 +163,14 @@ impl<H: Handler> ErasedHandler for H {
 
     fn presence(&self, user_id: &str, presence: Presence) {
         Handler::presence(self, user_id, presence);
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        Handler::render_metrics(self, out);
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        Handler::describe(self)
     }
 }
 
@@ -383,5 +405,13 @@ impl Handler for DemoAgent {
         self.pause().await;
         let response = ["You said: ", text].concat();
         run.completed(json!({ "response": response }));
+    }
+
+    /// `{"kind": "demo", "step_ms": ...}`.
+    fn describe(&self) -> serde_json::Value {
+        json!({
+            "kind": "demo",
+            "step_ms": u64::try_from(self.step.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 }

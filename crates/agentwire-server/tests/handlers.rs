@@ -196,3 +196,70 @@ async fn a_refused_request_gets_an_error_frame_and_starts_no_run() {
     );
     server.stop().await;
 }
+
+/// Counts its runs and shows them in `/metrics`; describes itself in `/ws/config`.
+#[derive(Default)]
+struct Counting {
+    runs: std::sync::atomic::AtomicU64,
+}
+
+impl Handler for Counting {
+    async fn run(&self, run: Run) {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run.started("counting");
+        run.completed(json!({}));
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        let runs = self.runs.load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP counting_runs_total Runs.\n# TYPE counting_runs_total counter\n\
+             counting_runs_total {runs}\n"
+        ));
+    }
+
+    fn describe(&self) -> Value {
+        json!({"kind": "counting", "unit": "runs"})
+    }
+}
+
+/// `/metrics` ends with the handler's metrics and `/ws/config` shows the handler under
+/// `agent`; a handler that says nothing is `{"kind": "custom"}` there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_adds_to_metrics_and_config() {
+    let server = start_handler(Config::default(), Counting::default()).await;
+    let (mut ws, _) = connect(&server, &token("counted")).await;
+    for text in ["one", "two"] {
+        assert_eq!(
+            types(&run_frames(&mut ws, text).await),
+            ["agent_started", "agent_completed"]
+        );
+    }
+    let (status, _, metrics) = http_get(server.addr, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("agentwire_runs_started_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.ends_with("# TYPE counting_runs_total counter\ncounting_runs_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        server
+            .server
+            .metrics_text()
+            .ends_with("counting_runs_total 2\n")
+    );
+    let (_, _, body) = http_get(server.addr, "/ws/config", &[]).await;
+    let config: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(config["agent"], json!({"kind": "counting", "unit": "runs"}));
+    drop(ws);
+    server.stop().await;
+
+    let server = start_handler(Config::default(), Picky).await;
+    let (_, _, body) = http_get(server.addr, "/ws/config", &[]).await;
+    let config: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(config["agent"], json!({"kind": "custom"}));
+    server.stop().await;
+}

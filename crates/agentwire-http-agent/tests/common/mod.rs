@@ -61,6 +61,30 @@ pub fn record(state: &ServiceState, peer: SocketAddr, headers: &HeaderMap, body:
     }
 }
 
+/// `GET path` on `addr` over loopback (HTTP/1.1, `Connection: close`): the status and the
+/// body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8(response).unwrap()
+    };
+    let response = tokio::time::timeout(PATIENCE, exchange).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    (status, body.to_owned())
+}
+
 /// A streamed response of `content_type`: `chunks` sent with a pause between them, then the stream
 /// stays open if `hold` (until the client goes away), else ends.
 pub fn stream(
@@ -107,6 +131,8 @@ pub fn stream(
 
 pub struct Harness {
     pub service: SocketAddr,
+    /// The agentwire server (WebSocket, `/metrics`, `/ws/config`).
+    pub server: SocketAddr,
     pub seen: Arc<Mutex<Seen>>,
     pub disconnected: mpsc::UnboundedReceiver<String>,
     pub agent: HttpAgent,
@@ -189,6 +215,7 @@ impl Harness {
             .unwrap();
         let mut harness = Harness {
             service,
+            server: addr,
             seen,
             disconnected,
             agent,
