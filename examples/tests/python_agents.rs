@@ -564,17 +564,18 @@ async fn the_ndjson_example_refuses_a_wrong_service_token() {
     .await;
     let frames = run_frames(&mut ws).await;
     // The 401 comes before any event of the service: the run ends with the HTTP status code
-    // and nothing the service would have said.
-    let last = frames.last().expect("terminal");
-    assert_eq!(last["type"], "agent_error", "{frames:#?}");
+    // and nothing the service would have said, after agentwire's own agent_started (so that
+    // the run is well formed).
+    let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(kinds, ["agent_started", "agent_error"], "{frames:#?}");
+    assert_eq!(
+        frames[0]["payload"],
+        json!({"agent_name": "default", "user_request": "hello"})
+    );
+    let last = &frames[1];
     assert_eq!(last["payload"]["code"], "agent_http_status", "{last}");
     assert_eq!(last["payload"]["recoverable"], false, "{last}");
-    assert!(
-        frames[..frames.len() - 1]
-            .iter()
-            .all(|f| f["type"] == "agent_started"),
-        "{frames:#?}"
-    );
+    assert_valid_run(&frames);
     assert_usable(&mut ws).await;
     let stats = service.stats().await;
     assert_eq!(stats["unauthorized"], 1, "{stats}");

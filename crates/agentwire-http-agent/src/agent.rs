@@ -760,6 +760,14 @@ impl Handler for HttpAgent {
         Ok(())
     }
 
+    /// `default`, as in the `agent_started` of an `ag-ui` run that named no agent: the name of
+    /// the `agent_started` the server puts before the `agent_error` of a run that failed
+    /// before its service said anything (unreachable, a non-2xx status, a wrong content
+    /// type, ...).
+    fn agent_name(&self) -> &str {
+        agui::DEFAULT_AGENT_NAME
+    }
+
     /// [`metrics_text`](HttpAgent::metrics_text), for the server's `/metrics`.
     fn render_metrics(&self, out: &mut String) {
         self.write_metrics(out);

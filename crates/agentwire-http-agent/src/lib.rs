@@ -88,7 +88,10 @@
 //! code `unknown_agent`, and no run starts; so is a request past the limit of forwarded runs in
 //! flight, with code `agent_busy` (recoverable) and `retry_after_ms`. Every failure of a
 //! forwarded run ends it with `agent_error` and one of these codes ([`AgentFailure::code`]),
-//! with the HTTP connection closed; the WebSocket stays usable:
+//! with the HTTP connection closed; the WebSocket stays usable. A run that fails before the
+//! service's `agent_started` still starts with one on the wire (the server's
+//! [`Run::emit`](agentwire_server::Run::emit) puts it first: the request's `agent_name`, or
+//! `default`):
 //!
 //! | code | when | recoverable |
 //! |---|---|---|

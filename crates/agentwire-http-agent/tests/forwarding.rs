@@ -374,8 +374,15 @@ async fn unreachable_service() {
     .await;
     let (frames, code) = h.failing_run("gone").await;
     assert_eq!(code, "agent_unreachable");
-    assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0]["payload"]["recoverable"], true);
+    // The service said nothing: the server's own agent_started (named after the request's
+    // agent), then the error; `failing_run` checked that the run is well formed.
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0]["type"], "agent_started");
+    assert_eq!(
+        frames[0]["payload"],
+        json!({"agent_name": "gone", "user_request": "hi"})
+    );
+    assert_eq!(frames[1]["payload"]["recoverable"], true);
     h.assert_usable().await;
     assert_eq!(h.agent.failures("agent_unreachable"), 1);
     // The server's own /metrics carries the agent's counters.
@@ -393,6 +400,33 @@ async fn unreachable_service() {
         metrics.contains("agentwire_agent_runs_forwarded_total 1\n"),
         "{metrics}"
     );
+}
+
+/// A run that names no agent and fails before its service said anything starts, on the
+/// wire, as agent `default`.
+#[tokio::test]
+async fn a_default_run_that_fails_at_once_starts_as_default() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut h = Harness::start(|b, _| {
+        b.default_service(Service::ndjson(&format!("http://{closed}/run")).unwrap())
+    })
+    .await;
+    h.send(json!({"type": "user_message", "payload": {"text": "anyone?"}}))
+        .await;
+    let frames = h.run_frames().await;
+    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["agent_started", "agent_error"]);
+    assert_eq!(
+        frames[0]["payload"],
+        json!({"agent_name": "default", "user_request": "anyone?"})
+    );
+    assert_eq!(frames[1]["payload"]["code"], "agent_unreachable");
+    let texts: Vec<String> = frames.iter().map(Value::to_string).collect();
+    agentwire_events::validate_run_json(texts.iter().map(String::as_str)).unwrap();
+    h.assert_usable().await;
 }
 
 /// `/ws/config` shows the agent services (default and named, with their protocols) and the
@@ -447,8 +481,10 @@ async fn config_shows_the_agent_services_and_no_secret() {
 #[tokio::test]
 async fn non_2xx_status() {
     let mut h = Harness::start(|b, _| b).await;
-    let (_, code) = h.failing_run("status").await;
+    let (frames, code) = h.failing_run("status").await;
     assert_eq!(code, "agent_http_status");
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0]["payload"]["agent_name"], "status");
     h.assert_usable().await;
 }
 
@@ -457,7 +493,8 @@ async fn wrong_content_type() {
     let mut h = Harness::start(|b, _| b).await;
     let (frames, code) = h.failing_run("content_type").await;
     assert_eq!(code, "agent_content_type");
-    assert_eq!(frames.len(), 1, "nothing of the body is relayed");
+    assert_eq!(frames.len(), 2, "nothing of the body is relayed");
+    assert_eq!(frames[0]["payload"]["agent_name"], "content_type");
     h.assert_usable().await;
 }
 
@@ -476,7 +513,9 @@ async fn an_event_that_breaks_the_run_contract() {
     let mut h = Harness::start(|b, _| b).await;
     let (frames, code) = h.failing_run("contract").await;
     assert_eq!(code, "agent_contract_broken");
-    assert_eq!(frames.len(), 1, "the offending event is not relayed");
+    // The service's first event was not agent_started: not relayed; the server's own is.
+    assert_eq!(frames.len(), 2, "the offending event is not relayed");
+    assert_eq!(frames[0]["type"], "agent_started");
     h.disconnect_of("contract").await;
     h.assert_usable().await;
 }
@@ -563,7 +602,7 @@ async fn idle_before_the_response_headers() {
     let mut h = Harness::start(|b, _| b).await;
     let (frames, code) = h.failing_run("no_headers").await;
     assert_eq!(code, "agent_idle_timeout");
-    assert_eq!(frames.len(), 1);
+    assert_eq!(frames.len(), 2);
     h.assert_usable().await;
 }
 

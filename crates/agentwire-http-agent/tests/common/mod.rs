@@ -314,10 +314,15 @@ impl Harness {
         }
     }
 
-    /// Runs `agent_name` and returns the `agent_error` code it ends with.
+    /// Runs `agent_name` and returns the `agent_error` code it ends with. Whatever the
+    /// failure, the run is well formed on the wire (`agent_started` first, even when the
+    /// service sent nothing).
     pub async fn failing_run(&mut self, agent_name: &str) -> (Vec<Value>, String) {
         self.ask(agent_name).await;
         let frames = self.run_frames().await;
+        let texts: Vec<String> = frames.iter().map(Value::to_string).collect();
+        agentwire_events::validate_run_json(texts.iter().map(String::as_str))
+            .unwrap_or_else(|violation| panic!("{violation}: {frames:#?}"));
         let last = frames.last().unwrap();
         assert_eq!(last["type"], "agent_error", "{last}");
         let code = last["payload"]["code"].as_str().unwrap().to_owned();
