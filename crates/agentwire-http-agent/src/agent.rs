@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
@@ -272,7 +273,8 @@ impl HttpAgentBuilder {
 
     /// How many forwarded runs may be in flight at once ([`DEFAULT_MAX_IN_FLIGHT`]); past
     /// it a request is refused with an `error` frame with code `agent_busy` and
-    /// `retry_after_ms`.
+    /// `retry_after_ms`. A run holds its slot until its terminal event went out (the rest of
+    /// its response, read briefly to reuse the connection, does not count).
     pub fn max_in_flight(mut self, runs: usize) -> Self {
         self.max_in_flight = runs;
         self
@@ -364,6 +366,8 @@ struct Stats {
     completed: AtomicU64,
     refused_unknown: AtomicU64,
     refused_busy: AtomicU64,
+    /// Runs whose terminal event went out, while the rest of their response is read.
+    draining: AtomicUsize,
     failures: [AtomicU64; AgentFailure::CODES.len()],
     /// AG-UI events read, by type (see `agui::EVENT_TYPES`, then the others).
     ag_ui: Box<[AtomicU64]>,
@@ -376,6 +380,7 @@ impl Default for Stats {
             completed: AtomicU64::new(0),
             refused_unknown: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            draining: AtomicUsize::new(0),
             failures: Default::default(),
             ag_ui: agui::counters(),
         }
@@ -448,10 +453,13 @@ impl HttpAgent {
         )
     }
 
-    /// Forwarded runs in flight now.
+    /// Forwarded runs in flight now, from the request to the end of the response: those
+    /// holding a slot of [`max_in_flight`](HttpAgentBuilder::max_in_flight), and those whose
+    /// terminal event went out while the rest of their response is read.
     pub fn in_flight(&self) -> usize {
         let max = self.inner.max_in_flight;
-        max - self.inner.permits.available_permits().min(max)
+        let holding = max - self.inner.permits.available_permits().min(max);
+        holding + self.inner.stats.draining.load(Relaxed)
     }
 
     /// The agent's counters in the Prometheus text format, to append to the server's
@@ -560,8 +568,13 @@ impl HttpAgent {
         run.failed(&error);
     }
 
-    /// One forwarded run, to its terminal event or a failure.
-    async fn forward(&self, run: &Run, service: &Service) -> Result<(), AgentFailure> {
+    /// One forwarded run, to its terminal event or a failure: with the rest of the response
+    /// when the terminal event came before its end.
+    async fn forward(
+        &self,
+        run: &Run,
+        service: &Service,
+    ) -> Result<Option<hyper::body::Incoming>, AgentFailure> {
         let inner = &*self.inner;
         let body = match service.protocol {
             Protocol::Ndjson => serde_json::to_vec(&ndjson::RequestBody::new(run)),
@@ -634,25 +647,49 @@ impl HttpAgent {
             ))),
         };
         loop {
-            let frame = match timeout(idle, body.frame()).await {
-                Err(_) => return Err(AgentFailure::IdleTimeout(idle)),
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return Err(AgentFailure::Connection),
-                Ok(Some(Ok(frame))) => frame,
+            // What the service sent in one go goes out together: while events wait in the
+            // relay, the next body chunk is taken only if it is there already, after letting
+            // the HTTP connection's task (which hands the chunks over one at a time) read
+            // what the socket holds; otherwise the events go out, then the wait begins.
+            let mut next = poll_now(body.frame()).await;
+            if next.is_pending() && relay.has_pending() {
+                tokio::task::yield_now().await;
+                next = poll_now(body.frame()).await;
+            }
+            let frame = match next {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    relay.flush();
+                    timeout(idle, body.frame())
+                        .await
+                        .map_err(|_| AgentFailure::IdleTimeout(idle))?
+                }
+            };
+            let frame = match frame {
+                None => break,
+                Some(Err(_)) => return Err(AgentFailure::Connection),
+                Some(Ok(frame)) => frame,
             };
             let Ok(data) = frame.into_data() else {
                 continue; // trailers
             };
             if decoder.feed(&data, &mut relay)? {
-                drain(run, body, idle.min(DRAIN_TIMEOUT), max).await;
-                return Ok(());
+                relay.flush();
+                return Ok(Some(body));
             }
         }
         if decoder.finish(&mut relay)? {
-            return Ok(());
+            relay.flush();
+            return Ok(None);
         }
         Err(AgentFailure::NoTerminal)
     }
+}
+
+/// Polls `future` once: its output if it is ready now, else `Pending` (its waker registered).
+async fn poll_now<F: Future>(future: F) -> Poll<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 /// A response body's reader, by protocol.
@@ -676,6 +713,22 @@ impl Decoder<'_> {
             Decoder::Ndjson(decoder) => decoder.finish(sink),
             Decoder::AgUi(decoder) => decoder.finish(sink),
         }
+    }
+}
+
+/// Counts a run in `Stats::draining` while it lives.
+struct Draining<'c>(&'c AtomicUsize);
+
+impl<'c> Draining<'c> {
+    fn new(count: &'c AtomicUsize) -> Self {
+        count.fetch_add(1, Relaxed);
+        Draining(count)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -710,7 +763,7 @@ async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max
 impl Handler for HttpAgent {
     async fn run(&self, run: Run) {
         // Refused requests never get here; these are the races between `accepts` and now.
-        let Ok(_permit) = Arc::clone(&self.inner.permits).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&self.inner.permits).try_acquire_owned() else {
             self.fail(&run, None, &AgentFailure::Busy);
             return;
         };
@@ -731,8 +784,16 @@ impl Handler for HttpAgent {
             None => forwarding.await,
         };
         match outcome {
-            Ok(()) => {
+            Ok(rest) => {
                 self.inner.stats.completed.fetch_add(1, Relaxed);
+                if let Some(body) = rest {
+                    // The run is over on the wire: its slot goes to the next run while the
+                    // end of the response is read (counted in `in_flight` meanwhile).
+                    let _draining = Draining::new(&self.inner.stats.draining);
+                    drop(permit);
+                    let within = self.inner.idle_timeout.min(DRAIN_TIMEOUT);
+                    drain(&run, body, within, self.inner.max_line_bytes).await;
+                }
                 tracing::debug!(run_id = run.run_id(), "forwarded run ended");
             }
             Err(failure) => self.fail(&run, Some(&service), &failure),

@@ -139,6 +139,21 @@ async fn agent_service(
             ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
         }
         "slow" => stream(&state, "slow", nd, vec![started()], true),
+        "lingering" => {
+            // The run, then a blank line a while later, then the end of the response.
+            let (tx, rx) = mpsc::channel::<Bytes>(1);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from(started() + &completed())).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = tx.send(Bytes::from_static(b"\n")).await;
+            });
+            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            });
+            ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
+        }
         "no_headers" => std::future::pending().await,
         "own_error" => stream(
             &state,
@@ -190,6 +205,7 @@ impl Harness {
                 "keepalive",
                 "no_headers",
                 "own_error",
+                "lingering",
             ] {
                 builder = builder.agent(
                     scenario,
@@ -343,6 +359,24 @@ async fn past_the_in_flight_limit_a_request_is_refused_with_retry_after() {
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
 }
 
+/// A run frees its slot when its terminal event goes out: a client that asks again as soon as
+/// it has its answer is not refused, at a limit of one, while agentwire still reads the end
+/// of the previous response (which the service sends a while after the terminal event).
+#[tokio::test]
+async fn the_next_run_gets_the_slot_as_soon_as_the_last_one_ended() {
+    let mut h = Harness::start(|b, _| b.max_in_flight(1)).await;
+    for _ in 0..3 {
+        h.ask("lingering").await;
+        let frames = h.run_frames().await;
+        assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+    }
+    assert_eq!(h.agent.refused(), (0, 0));
+    assert_eq!(h.agent.completed_runs(), 3);
+    // Counted in flight until the end of each response is read.
+    h.settled().await;
+    assert_eq!(h.agent.in_flight(), 0);
+}
+
 #[tokio::test]
 async fn cancel_aborts_the_http_request() {
     let mut h = Harness::start(|b, _| b.idle_timeout(PATIENCE)).await;
@@ -462,7 +496,7 @@ async fn config_shows_the_agent_services_and_no_secret() {
         agent["agents"]["slow"],
         json!({"url": format!("http://{service}/slow"), "protocol": "ndjson"})
     );
-    assert_eq!(agent["agents"].as_object().unwrap().len(), 14, "{agent}");
+    assert_eq!(agent["agents"].as_object().unwrap().len(), 15, "{agent}");
     assert_eq!(agent["service_token"], true);
     assert_eq!(
         agent["limits"],
