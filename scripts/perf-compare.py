@@ -7,9 +7,12 @@ medians and agentwire/baseline ratios. Used for docs/performance.md.
 
 The servers are `agentwire serve` (target/release/agentwire, package agentwire-cli, which is
 also the load generator) and `agentwire-baseline` (target/release/agentwire-baseline, package
-agentwire-benches). The script first builds both with
+agentwire-benches); the bridged scenarios also run `agentwire-ndjson-agent` (package
+agentwire-benches), the agent service `agentwire serve --agent-url` forwards runs to. The
+script first builds them with
 
-    cargo build --release -p agentwire-cli --bin agentwire -p agentwire-benches --bin agentwire-baseline
+    cargo build --release -p agentwire-cli --bin agentwire -p agentwire-benches \
+        --bin agentwire-baseline --bin agentwire-ndjson-agent
 
 (skip that with --no-build, e.g. with --bin / --baseline-bin pointing at other builds), then:
 
@@ -27,6 +30,15 @@ Scenarios:
     handshakes       10,000 connections as fast as a 2-thread load generator opens them
     burn             busy1k against the baseline made to burn 0-12 us of CPU per request
                      (`agentwire-baseline --burn-us`), beside agentwire: how the p99 follows CPU per run
+    bridged          busy1k on `agentwire serve` with the demo agent (--demo-step-ms 0) and on
+                     `agentwire serve --agent-url` forwarding every run to agentwire-ndjson-agent
+                     (the same five events, no pause; its own process, one thread): agentwire's
+                     CPU per event bridged against in-process
+    held             1,000 runs in flight at once, held open 30 s (the service's --hold-ms, the
+                     demo agent's --demo-step-ms): agentwire's RSS per in-flight run, bridged and
+                     in-process
+
+    python3 scripts/perf-compare.py --scenarios bridged,held --repeats 3
 
 Only loopback addresses are used; every load run is bounded in count and time.
 """
@@ -42,9 +54,10 @@ import sys
 import time
 
 SECRET = "perf-compare-secret-of-at-least-32-bytes"
+AGENT_SECRET = "perf-compare-agent-service-secret-32-bytes"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = ["cargo", "build", "--release", "-p", "agentwire-cli", "--bin", "agentwire",
-         "-p", "agentwire-benches", "--bin", "agentwire-baseline"]
+         "-p", "agentwire-benches", "--bin", "agentwire-baseline", "--bin", "agentwire-ndjson-agent"]
 
 
 def free_port():
@@ -58,11 +71,17 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
-def start(bins, kind, port, burn_us=0.0):
-    if kind in ("agentwire", "before", "load-before"):
-        server = bins["before"] if kind == "before" else bins["agentwire"]
-        cmd = [server, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
-               "--demo-step-ms", "0", "--rate-limit-per-sec", "0", "--log-format", "json"]
+def start(bins, kind, port, burn_us=0.0, demo_step_ms=0, agent_url=None):
+    if kind in ("agentwire", "before", "load-before", "inprocess", "bridged"):
+        binary = bins["before"] if kind == "before" else bins["agentwire"]
+        cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-secret", SECRET,
+               "--demo-step-ms", str(demo_step_ms), "--rate-limit-per-sec", "0",
+               "--log-format", "json"]
+        if agent_url:
+            cmd += ["--agent-url", agent_url, "--agent-secret", AGENT_SECRET]
+    elif kind == "agent_service":
+        cmd = [bins["ndjson_agent"], "--listen", f"127.0.0.1:{port}", "--threads", "1",
+               "--hold-ms", str(burn_us)]
     else:
         cmd = [bins["baseline"], "--listen", f"127.0.0.1:{port}", "--burn-us", str(burn_us)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,6 +97,13 @@ def start(bins, kind, port, burn_us=0.0):
     raise RuntimeError(f"{kind} did not start on port {port}")
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of `pid` so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc):
     proc.send_signal(signal.SIGTERM)
     try:
@@ -87,9 +113,29 @@ def stop(proc):
         proc.wait()
 
 
-def measure(bins, kind, args, burn_us=0.0):
+def measure_bridged(bins, kind, args, hold_ms, demo_step_ms):
+    """`measure` for the bridged scenarios: `inprocess` is `agentwire serve` with the demo agent
+    pausing `demo_step_ms`; `bridged` forwards every run to a fresh agentwire-ndjson-agent
+    holding each run `hold_ms` after agent_started."""
+    if kind == "inprocess":
+        return measure(bins, kind, args, demo_step_ms=demo_step_ms)
+    service_port = free_port()
+    service = start(bins, "agent_service", service_port, burn_us=hold_ms)
+    try:
+        cpu_before = cpu_seconds(service.pid)
+        report = measure(bins, kind, args, agent_url=f"http://127.0.0.1:{service_port}/run")
+        report["agent_service"] = {
+            "pid": service.pid,
+            "cpu_seconds_whole_invocation": round(cpu_seconds(service.pid) - cpu_before, 3),
+        }
+        return report
+    finally:
+        stop(service)
+
+
+def measure(bins, kind, args, burn_us=0.0, demo_step_ms=0, agent_url=None):
     port = free_port()
-    proc = start(bins, kind, port, burn_us)
+    proc = start(bins, kind, port, burn_us, demo_step_ms, agent_url)
     try:
         before = loadavg()
         loader = bins["load-before"] if kind == "load-before" else bins["agentwire"]
@@ -216,6 +262,81 @@ def summarize(results):
 
 BURN_US = [0, 2, 4, 6, 8, 10, 12]
 
+# The bridged scenarios: load arguments, the service's hold and the demo agent's step (ms).
+BRIDGED = {
+    "bridged": (["-c", "1000", "--warmup-secs", "2", "--duration-secs", "10"], 0, 0),
+    "held": (["-c", "1000", "--duration-secs", "5", "--timeout-secs", "120"], 30000, 30000),
+}
+
+BRIDGED_ROWS = [
+    ("agentwire CPU us/event", "server.cpu_us_per_event"),
+    ("agentwire CPU utilization (cores)", "server.cpu_utilization"),
+    ("events/s", "run.events_per_sec"),
+    ("runs/s", "run.runs_per_sec"),
+    ("run latency p50 ms", "run.latency_ms.p50"),
+    ("run latency p99 ms", "run.latency_ms.p99"),
+    ("run latency p99.9 ms", "run.latency_ms.p99_9"),
+    ("agent service CPU s (whole invocation)", "agent_service.cpu_seconds_whole_invocation"),
+]
+
+
+def rss_per_run(report):
+    """RSS growth per connection from the end of the ramp to the end of the measured phase:
+    with every connection's run held open, what one in-flight run costs."""
+    server = report.get("server") or {}
+    established = pick(report, "connections.established") or 0
+    if "rss_end_kib" not in server or not established:
+        return None
+    return round((server["rss_end_kib"] - server["rss_after_ramp_kib"]) * 1024 / established)
+
+
+def bridged_runs(bins, name, repeats, out):
+    """One bridged scenario, in-process and bridged alternating, `repeats` times each."""
+    load_args, hold_ms, step_ms = BRIDGED[name]
+    reports = {"inprocess": [], "bridged": []}
+    for i in range(repeats):
+        order = ["inprocess", "bridged"] if i % 2 == 0 else ["bridged", "inprocess"]
+        for kind in order:
+            report = measure_bridged(bins, kind, load_args, hold_ms, step_ms)
+            report["rss_bytes_per_inflight_run"] = rss_per_run(report) if name == "held" else None
+            reports[kind].append(report)
+            print(f"{name} [{kind} #{i + 1}] cpu_us/event={pick(report, 'server.cpu_us_per_event')} "
+                  f"events/s={pick(report, 'run.events_per_sec')} p99={pick(report, 'run.latency_ms.p99')} "
+                  f"rss/run={report['rss_bytes_per_inflight_run']} errors={report['errors']} "
+                  f"load={report['loadavg_before']}", file=sys.stderr, flush=True)
+            if out:
+                os.makedirs(out, exist_ok=True)
+                with open(os.path.join(out, f"{name}-{kind}-{i + 1}.json"), "w") as f:
+                    json.dump(report, f, indent=1)
+    lines = []
+    inproc, bridged = reports["inprocess"], reports["bridged"]
+    loads = [r["loadavg_before"][0] for r in inproc + bridged]
+    lines.append(f"\n### {name}\n\n`{bridged[0]['command']}` (x{repeats} each; the demo agent at "
+                 f"--demo-step-ms {step_ms}, the service at --hold-ms {hold_ms}; 1-min load average "
+                 f"{min(loads):.2f}-{max(loads):.2f} before the runs)\n")
+    lines.append("| figure | in-process demo | bridged (NDJSON service) | bridged / in-process |")
+    lines.append("|---|---|---|---|")
+    rows = BRIDGED_ROWS if name == "bridged" else [("RSS bytes per in-flight run", "rss_bytes_per_inflight_run")]
+    for label, path in rows:
+        a, b = median(inproc, path), median(bridged, path)
+        if a is None and b is None:
+            continue
+        ratio = f"{b / a:.2f}" if a and b is not None else ""
+        lines.append(f"| {label} | {'' if a is None else a} | {'' if b is None else b} | {ratio} |")
+    ea = sum(sum(r["errors"].values()) for r in inproc)
+    eb = sum(sum(r["errors"].values()) for r in bridged)
+    lines.append(f"| errors (all runs) | {ea} | {eb} | |")
+    if name == "bridged":
+        per_run = [f"{pick(r, 'server.cpu_us_per_event')}" for r in bridged]
+        per_run_in = [f"{pick(r, 'server.cpu_us_per_event')}" for r in inproc]
+        lines.append(f"\nCPU us/event per repeat: in-process {', '.join(per_run_in)}; "
+                     f"bridged {', '.join(per_run)}")
+    else:
+        lines.append(f"\nRSS bytes per in-flight run per repeat: in-process "
+                     f"{', '.join(str(r['rss_bytes_per_inflight_run']) for r in inproc)}; bridged "
+                     f"{', '.join(str(r['rss_bytes_per_inflight_run']) for r in bridged)}")
+    return "\n".join(lines)
+
 
 def burn_sweep(bins, repeats):
     """busy1k on the baseline burning more and more CPU per request, and on agentwire."""
@@ -252,6 +373,8 @@ def main():
                         help="the agentwire binary (serve and load), from agentwire-cli")
     parser.add_argument("--baseline-bin", default=os.path.join(release, "agentwire-baseline"),
                         help="the bare server, from agentwire-benches")
+    parser.add_argument("--ndjson-agent-bin", default=os.path.join(release, "agentwire-ndjson-agent"),
+                        help="the agent service of the bridged scenarios, from agentwire-benches")
     parser.add_argument("--no-build", action="store_true",
                         help="do not run cargo build --release for the two binaries first")
     parser.add_argument("--repeats", type=int, default=3)
@@ -269,7 +392,8 @@ def main():
     args = parser.parse_args()
     if not args.no_build:
         subprocess.run(BUILD, cwd=ROOT, check=True)
-    bins = {"agentwire": args.bin, "baseline": args.baseline_bin}
+    bins = {"agentwire": args.bin, "baseline": args.baseline_bin,
+            "ndjson_agent": args.ndjson_agent_bin}
     kinds = ["agentwire"] if args.no_baseline else ["baseline", "agentwire"]
     if args.before_bin:
         bins["before"] = args.before_bin
@@ -282,6 +406,9 @@ def main():
     for name in args.scenarios.split(","):
         if name == "burn":
             extra.append(burn_sweep(bins, args.repeats))
+            continue
+        if name in BRIDGED:
+            extra.append(bridged_runs(bins, name, args.repeats, args.out))
             continue
         for load_args in SCENARIOS[name]:
             key = f"{name} {' '.join(load_args)}"

@@ -1,7 +1,7 @@
-//! The Python agent examples (examples/agents/python) for real: the NDJSON service runs under
-//! uvicorn in the venv that `scripts/setup/python.sh` makes, an agentwire server forwards runs
-//! to it with `HttpAgent` and a service-token secret, and a WebSocket client over loopback
-//! drives the runs. The examples' own Python tests (both services, the AG-UI one's events
+//! The Python agent examples (examples/agents/python) for real: the NDJSON and the AG-UI
+//! services run under uvicorn in the venv that `scripts/setup/python.sh` makes, an agentwire
+//! server forwards runs to them with `HttpAgent` and a service-token secret, and a WebSocket
+//! client over loopback drives the runs. The examples' own Python tests (both services, the AG-UI one's events
 //! parsed back with the `ag-ui-protocol` models) run from here too, so `cargo test` covers
 //! them.
 //!
@@ -179,26 +179,7 @@ impl Uvicorn {
 
     /// `GET path` over a fresh connection: (status, body).
     async fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-            .await
-            .expect("response in time")
-            .expect("read");
-        let status = response
-            .get(9..12)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_get(self.addr, path).await
     }
 
     /// The service's `GET /stats`.
@@ -226,6 +207,27 @@ impl Uvicorn {
     }
 }
 
+/// `GET path` on `addr` over a fresh connection: (status, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// An agentwire server on loopback whose runs go to `agent`; stops when dropped.
 struct Agentwire {
     addr: SocketAddr,
@@ -236,8 +238,14 @@ impl Agentwire {
     /// A server forwarding every run to the NDJSON service at `url`, signing service tokens
     /// with `service_secret`.
     async fn ndjson(url: &str, service_secret: &str) -> Agentwire {
+        Agentwire::start(Service::ndjson(url).expect("service URL"), service_secret).await
+    }
+
+    /// A server forwarding every run to `service`, signing service tokens with
+    /// `service_secret`.
+    async fn start(service: Service, service_secret: &str) -> Agentwire {
         let agent = HttpAgent::builder()
-            .default_service(Service::ndjson(url).expect("service URL"))
+            .default_service(service)
             .service_token_secret(service_secret)
             .build()
             .expect("agent");
@@ -417,6 +425,123 @@ async fn the_ndjson_example_streams_a_run_through_agentwire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ag_ui_example_streams_a_run_through_agentwire() {
+    let service = Uvicorn::start(
+        "agui_agent:app",
+        &[
+            ("AGENTWIRE_AGENT_SECRET", SERVICE_SECRET),
+            ("DEMO_DELAY_SECONDS", "0.01"),
+        ],
+    )
+    .await;
+    let agentwire = Agentwire::start(
+        Service::ag_ui(&format!("http://{}/agui", service.addr)).expect("service URL"),
+        SERVICE_SECRET,
+    )
+    .await;
+    let mut ws = agentwire.connect().await;
+
+    let text = "how many words are in this question";
+    send(
+        &mut ws,
+        json!({"type": "start_agent", "message_id": "m1", "thread_id": "t1",
+               "payload": {"user_request": text, "context": {"locale": "en"}}}),
+    )
+    .await;
+    let frames = run_frames(&mut ws).await;
+    let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    // RUN_STARTED; TOOL_CALL_START, ARGS, ARGS, END (one tool_executing), TOOL_CALL_RESULT;
+    // TEXT_MESSAGE_START (folded), four TEXT_MESSAGE_CONTENT, TEXT_MESSAGE_END (folded);
+    // RUN_FINISHED.
+    assert_eq!(
+        kinds,
+        [
+            "agent_started",
+            "tool_executing",
+            "tool_completed",
+            "agent_response_chunk",
+            "agent_response_chunk",
+            "agent_response_chunk",
+            "agent_response_chunk",
+            "agent_completed"
+        ],
+        "{frames:#?}\n{}",
+        service.process.output()
+    );
+    assert_valid_run(&frames);
+    let run_id = frames[0]["run_id"].as_str().expect("run id");
+    for frame in &frames {
+        assert_eq!(frame["run_id"], run_id);
+        assert_eq!(frame["thread_id"], "t1");
+        assert_eq!(frame["reply_to"], "m1");
+    }
+    // The RunAgentInput reached the service: its text, and agentwire's run id as runId (the
+    // service names its tool call after it).
+    assert_eq!(frames[0]["payload"]["agent_name"], "default");
+    assert_eq!(frames[0]["payload"]["user_request"], text);
+    let call_id = format!("call_{run_id}_1");
+    let executing = &frames[1]["payload"];
+    assert_eq!(executing["tool_name"], "word_count", "{executing}");
+    assert_eq!(executing["tool_call_id"], call_id.as_str());
+    // The arguments came in two deltas; the parameters are the JSON object they make.
+    assert_eq!(executing["parameters"], json!({"text": text}));
+    let completed = &frames[2]["payload"];
+    assert_eq!(completed["tool_name"], "word_count", "{completed}");
+    assert_eq!(completed["tool_call_id"], call_id.as_str());
+    assert_eq!(completed["status"], "ok");
+    assert_eq!(completed["result"], json!({"words": 7}));
+    // The chunks, in order, make the answer that agent_completed carries.
+    let chunks: Vec<&Value> = frames[3..7].iter().map(|f| &f["payload"]).collect();
+    let indexes: Vec<u64> = chunks.iter().filter_map(|c| c["index"].as_u64()).collect();
+    assert_eq!(indexes, [0, 1, 2, 3]);
+    let assembled: String = chunks.iter().filter_map(|c| c["delta"].as_str()).collect();
+    assert_eq!(
+        assembled,
+        format!("You wrote 7 words: \"{text}\". Thanks for trying agentwire!")
+    );
+    assert_eq!(frames[7]["payload"]["result"]["text"], assembled.as_str());
+    assert_usable(&mut ws).await;
+
+    // The service verified the service token and finished the run; agentwire counted each
+    // AG-UI event it read, by what it became.
+    let stats = service
+        .stats_until("a completed run", |s| s["completed"] == 1)
+        .await;
+    assert_eq!(stats["unauthorized"], 0, "{stats}");
+    // The run counts as completed once agentwire has read the response to its end, just after
+    // relaying RUN_FINISHED.
+    let deadline = Instant::now() + PATIENCE;
+    let metrics = loop {
+        let (status, metrics) = http_get(agentwire.addr, "/metrics").await;
+        assert_eq!(status, 200);
+        if metrics
+            .lines()
+            .any(|l| l == "agentwire_agent_runs_completed_total 1")
+        {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "no completed run:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for (ag_ui_type, relayed_as, count) in [
+        ("RUN_STARTED", "agent_started", 1),
+        ("TOOL_CALL_START", "folded", 1),
+        ("TOOL_CALL_ARGS", "folded", 2),
+        ("TOOL_CALL_END", "tool_executing", 1),
+        ("TOOL_CALL_RESULT", "tool_completed", 1),
+        ("TEXT_MESSAGE_START", "folded", 1),
+        ("TEXT_MESSAGE_CONTENT", "agent_response_chunk", 4),
+        ("TEXT_MESSAGE_END", "folded", 1),
+        ("RUN_FINISHED", "agent_completed", 1),
+    ] {
+        let line = format!(
+            "agentwire_agent_ag_ui_events_total{{type=\"{ag_ui_type}\",relayed_as=\"{relayed_as}\"}} {count}"
+        );
+        assert!(metrics.lines().any(|l| l == line), "no {line}:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ndjson_example_refuses_a_wrong_service_token() {
     let service = Uvicorn::start(
         "ndjson_agent:app",
@@ -439,17 +564,18 @@ async fn the_ndjson_example_refuses_a_wrong_service_token() {
     .await;
     let frames = run_frames(&mut ws).await;
     // The 401 comes before any event of the service: the run ends with the HTTP status code
-    // and nothing the service would have said.
-    let last = frames.last().expect("terminal");
-    assert_eq!(last["type"], "agent_error", "{frames:#?}");
+    // and nothing the service would have said, after agentwire's own agent_started (so that
+    // the run is well formed).
+    let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(kinds, ["agent_started", "agent_error"], "{frames:#?}");
+    assert_eq!(
+        frames[0]["payload"],
+        json!({"agent_name": "default", "user_request": "hello"})
+    );
+    let last = &frames[1];
     assert_eq!(last["payload"]["code"], "agent_http_status", "{last}");
     assert_eq!(last["payload"]["recoverable"], false, "{last}");
-    assert!(
-        frames[..frames.len() - 1]
-            .iter()
-            .all(|f| f["type"] == "agent_started"),
-        "{frames:#?}"
-    );
+    assert_valid_run(&frames);
     assert_usable(&mut ws).await;
     let stats = service.stats().await;
     assert_eq!(stats["unauthorized"], 1, "{stats}");

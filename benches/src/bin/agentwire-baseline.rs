@@ -75,24 +75,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Raises the soft open-file limit to the hard one, for many thousand connections.
-fn raise_nofile_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
-        && current < maximum
-    {
-        let raised = Rlimit {
-            current: Some(maximum),
-            maximum: Some(maximum),
-        };
-        let _ = setrlimit(Resource::Nofile, raised);
-    }
-}
-
 /// Serves the baseline until Ctrl-C or SIGTERM.
 fn run(args: &BaselineArgs) -> Result<(), String> {
-    raise_nofile_limit();
+    agentwire_benches::raise_nofile_limit();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         builder.worker_threads(threads.max(1));

@@ -393,9 +393,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         let server = match http_agent(&args)? {
             Some(agent) => {
+                // The URL without user, password or query: they may hold credentials.
                 tracing::info!(
                     target: "agentwire::server",
-                    agent_url = args.agent_url.as_deref().unwrap_or(""),
+                    agent_url = agent.service_for(None).map_or("", |s| s.display_url()),
                     named = args.agents.len(),
                     protocol = %args.agent_protocol,
                     "runs are forwarded to the agent service"

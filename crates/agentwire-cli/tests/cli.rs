@@ -195,7 +195,8 @@ fn the_operations_flags_table_matches_serve_help() {
 
 /// `serve --agent-url`: runs go to an NDJSON agent service (here a small axum one), named
 /// agents to theirs (one of them speaking AG-UI: `NAME=ag-ui+URL`), and an unknown name gets
-/// `unknown_agent` with no run.
+/// `unknown_agent` with no run. `/metrics` has the agent's counters, `/ws/config` the
+/// services (no secret, no URL credentials), and no log line holds the secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
     use axum::routing::post;
@@ -249,14 +250,25 @@ async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--agent-url", &format!("http://{agents}/default")])
-        .args(["--agent", &format!("weather=http://{agents}/weather")])
+        .args([
+            "--agent",
+            &format!("weather=http://wx:pa55@{agents}/weather"),
+        ])
         .args(["--agent", &format!("agui=ag-ui+http://{agents}/agui")])
+        .args(["--agent-secret", AGENT_SECRET])
         .args(["--log-format", "json"])
         .env("AGENTWIRE_JWT_SECRET", secret)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
     let url = format!("ws://127.0.0.1:{port}/ws");
     let offer = agentwire_auth::testing::offer_header(&token("fwd"));
     let mut ws = None;
@@ -301,9 +313,58 @@ async fn serve_forwards_runs_to_the_agent_service_of_agent_url() {
     let refused = next_json(&mut ws).await;
     assert_eq!(refused["payload"]["code"], "unknown_agent", "{refused}");
     assert_eq!(refused["reply_to"], "u");
+
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (status, _, metrics) = http_get(listen, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    for line in [
+        "agentwire_agent_runs_forwarded_total 3",
+        "agentwire_agent_runs_completed_total 3",
+        "agentwire_agent_requests_refused_total{code=\"unknown_agent\"} 1",
+        "agentwire_agent_ag_ui_events_total{type=\"RUN_FINISHED\",relayed_as=\"agent_completed\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    }
+    let (status, _, body) = http_get(listen, "/ws/config", &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains(AGENT_SECRET) && !body.contains("pa55"),
+        "{body}"
+    );
+    let config: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let agent = &config["agent"];
+    assert_eq!(agent["kind"], "http", "{config}");
+    assert_eq!(
+        agent["default"],
+        json!({"url": format!("http://{agents}/default"), "protocol": "ndjson"})
+    );
+    assert_eq!(
+        agent["agents"],
+        json!({
+            "weather": {"url": format!("http://{agents}/weather"), "protocol": "ndjson"},
+            "agui": {"url": format!("http://{agents}/agui"), "protocol": "ag-ui"},
+        })
+    );
+    assert_eq!(agent["service_token"], true);
+    assert_eq!(agent["limits"]["max_in_flight"], 1024);
     let _ = child.kill();
     let _ = child.wait();
+    let logs = logs.join().expect("logs");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("runs are forwarded to the agent service")
+                && l.contains(&format!("http://{agents}/default"))),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .all(|l| !l.contains(AGENT_SECRET) && !l.contains("pa55")),
+        "{logs:?}"
+    );
 }
+
+/// The `--agent-secret` of the forwarding test.
+const AGENT_SECRET: &str = "the agent-service secret of the CLI test, 32+ bytes";
 
 /// `serve --publish-addr` without a key refuses to start, saying where a key comes from.
 #[test]

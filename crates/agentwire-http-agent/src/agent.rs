@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use agentwire_auth::Algorithm;
@@ -94,10 +95,21 @@ impl std::str::FromStr for Protocol {
 }
 
 /// An agent service: where to POST, and in which protocol.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Service {
     uri: Uri,
     protocol: Protocol,
+    /// The URL for logs and `/ws/config`: no user information, no query.
+    display_url: String,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("url", &self.display_url)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
 }
 
 impl Service {
@@ -120,7 +132,12 @@ impl Service {
         if uri.host().is_none_or(str::is_empty) {
             return Err(invalid("no host"));
         }
-        Ok(Service { uri, protocol })
+        let display_url = display_url(&uri);
+        Ok(Service {
+            uri,
+            protocol,
+            display_url,
+        })
     }
 
     /// A service at `url` speaking [`Protocol::Ndjson`].
@@ -150,6 +167,28 @@ impl Service {
     pub fn protocol(&self) -> Protocol {
         self.protocol
     }
+
+    /// The URL as logs and `/ws/config` show it: without the user name and password, if it
+    /// had them, and without the query (services such as Azure Functions carry a key there).
+    pub fn display_url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// What `/ws/config` shows of the service.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "url": self.display_url, "protocol": self.protocol.as_str() })
+    }
+}
+
+/// `http://host[:port]/path` of `uri`: no user information, no query.
+fn display_url(uri: &Uri) -> String {
+    let host = uri.host().unwrap_or_default();
+    let mut url = format!("{}://{host}", uri.scheme_str().unwrap_or("http"));
+    if let Some(port) = uri.port_u16() {
+        url.push_str(&format!(":{port}"));
+    }
+    url.push_str(uri.path());
+    url
 }
 
 /// Builds an [`HttpAgent`].
@@ -234,7 +273,8 @@ impl HttpAgentBuilder {
 
     /// How many forwarded runs may be in flight at once ([`DEFAULT_MAX_IN_FLIGHT`]); past
     /// it a request is refused with an `error` frame with code `agent_busy` and
-    /// `retry_after_ms`.
+    /// `retry_after_ms`. A run holds its slot until its terminal event went out (the rest of
+    /// its response, read briefly to reuse the connection, does not count).
     pub fn max_in_flight(mut self, runs: usize) -> Self {
         self.max_in_flight = runs;
         self
@@ -282,6 +322,7 @@ impl HttpAgentBuilder {
         Ok(HttpAgent {
             inner: Arc::new(Inner {
                 client,
+                connect_timeout: self.connect_timeout,
                 default: self.default,
                 named: self.named,
                 key,
@@ -306,6 +347,7 @@ pub struct HttpAgent {
 
 struct Inner {
     client: Client<HttpConnector, Full<Bytes>>,
+    connect_timeout: Duration,
     default: Option<Service>,
     named: HashMap<String, Service>,
     key: Option<SigningKey>,
@@ -324,6 +366,8 @@ struct Stats {
     completed: AtomicU64,
     refused_unknown: AtomicU64,
     refused_busy: AtomicU64,
+    /// Runs whose terminal event went out, while the rest of their response is read.
+    draining: AtomicUsize,
     failures: [AtomicU64; AgentFailure::CODES.len()],
     /// AG-UI events read, by type (see `agui::EVENT_TYPES`, then the others).
     ag_ui: Box<[AtomicU64]>,
@@ -336,6 +380,7 @@ impl Default for Stats {
             completed: AtomicU64::new(0),
             refused_unknown: AtomicU64::new(0),
             refused_busy: AtomicU64::new(0),
+            draining: AtomicUsize::new(0),
             failures: Default::default(),
             ag_ui: agui::counters(),
         }
@@ -408,10 +453,13 @@ impl HttpAgent {
         )
     }
 
-    /// Forwarded runs in flight now.
+    /// Forwarded runs in flight now, from the request to the end of the response: those
+    /// holding a slot of [`max_in_flight`](HttpAgentBuilder::max_in_flight), and those whose
+    /// terminal event went out while the rest of their response is read.
     pub fn in_flight(&self) -> usize {
         let max = self.inner.max_in_flight;
-        max - self.inner.permits.available_permits().min(max)
+        let holding = max - self.inner.permits.available_permits().min(max);
+        holding + self.inner.stats.draining.load(Relaxed)
     }
 
     /// The agent's counters in the Prometheus text format, to append to the server's
@@ -419,9 +467,15 @@ impl HttpAgent {
     /// failures by code, refusals by code, runs in flight, and AG-UI events read by type with
     /// what they were relayed as.
     pub fn metrics_text(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.write_metrics(&mut out);
+        out
+    }
+
+    /// Appends [`metrics_text`](Self::metrics_text) to `out`.
+    fn write_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let stats = &self.inner.stats;
-        let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, values: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in values {
@@ -491,7 +545,6 @@ impl HttpAgent {
              relayed as (folded: into another event).",
             &ag_ui,
         );
-        out
     }
 
     fn fail(&self, run: &Run, service: Option<&Service>, failure: &AgentFailure) {
@@ -504,7 +557,7 @@ impl HttpAgent {
         tracing::warn!(
             run_id = run.run_id(),
             user_id = run.user_id(),
-            service = service.map(|s| s.uri.to_string()),
+            service = service.map(Service::display_url),
             code = failure.code(),
             "forwarded run failed: {failure}"
         );
@@ -515,8 +568,13 @@ impl HttpAgent {
         run.failed(&error);
     }
 
-    /// One forwarded run, to its terminal event or a failure.
-    async fn forward(&self, run: &Run, service: &Service) -> Result<(), AgentFailure> {
+    /// One forwarded run, to its terminal event or a failure: with the rest of the response
+    /// when the terminal event came before its end.
+    async fn forward(
+        &self,
+        run: &Run,
+        service: &Service,
+    ) -> Result<Option<hyper::body::Incoming>, AgentFailure> {
         let inner = &*self.inner;
         let body = match service.protocol {
             Protocol::Ndjson => serde_json::to_vec(&ndjson::RequestBody::new(run)),
@@ -589,25 +647,49 @@ impl HttpAgent {
             ))),
         };
         loop {
-            let frame = match timeout(idle, body.frame()).await {
-                Err(_) => return Err(AgentFailure::IdleTimeout(idle)),
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return Err(AgentFailure::Connection),
-                Ok(Some(Ok(frame))) => frame,
+            // What the service sent in one go goes out together: while events wait in the
+            // relay, the next body chunk is taken only if it is there already, after letting
+            // the HTTP connection's task (which hands the chunks over one at a time) read
+            // what the socket holds; otherwise the events go out, then the wait begins.
+            let mut next = poll_now(body.frame()).await;
+            if next.is_pending() && relay.has_pending() {
+                tokio::task::yield_now().await;
+                next = poll_now(body.frame()).await;
+            }
+            let frame = match next {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    relay.flush();
+                    timeout(idle, body.frame())
+                        .await
+                        .map_err(|_| AgentFailure::IdleTimeout(idle))?
+                }
+            };
+            let frame = match frame {
+                None => break,
+                Some(Err(_)) => return Err(AgentFailure::Connection),
+                Some(Ok(frame)) => frame,
             };
             let Ok(data) = frame.into_data() else {
                 continue; // trailers
             };
             if decoder.feed(&data, &mut relay)? {
-                drain(run, body, idle.min(DRAIN_TIMEOUT), max).await;
-                return Ok(());
+                relay.flush();
+                return Ok(Some(body));
             }
         }
         if decoder.finish(&mut relay)? {
-            return Ok(());
+            relay.flush();
+            return Ok(None);
         }
         Err(AgentFailure::NoTerminal)
     }
+}
+
+/// Polls `future` once: its output if it is ready now, else `Pending` (its waker registered).
+async fn poll_now<F: Future>(future: F) -> Poll<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 /// A response body's reader, by protocol.
@@ -631,6 +713,22 @@ impl Decoder<'_> {
             Decoder::Ndjson(decoder) => decoder.finish(sink),
             Decoder::AgUi(decoder) => decoder.finish(sink),
         }
+    }
+}
+
+/// Counts a run in `Stats::draining` while it lives.
+struct Draining<'c>(&'c AtomicUsize);
+
+impl<'c> Draining<'c> {
+    fn new(count: &'c AtomicUsize) -> Self {
+        count.fetch_add(1, Relaxed);
+        Draining(count)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -665,7 +763,7 @@ async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max
 impl Handler for HttpAgent {
     async fn run(&self, run: Run) {
         // Refused requests never get here; these are the races between `accepts` and now.
-        let Ok(_permit) = Arc::clone(&self.inner.permits).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&self.inner.permits).try_acquire_owned() else {
             self.fail(&run, None, &AgentFailure::Busy);
             return;
         };
@@ -686,8 +784,16 @@ impl Handler for HttpAgent {
             None => forwarding.await,
         };
         match outcome {
-            Ok(()) => {
+            Ok(rest) => {
                 self.inner.stats.completed.fetch_add(1, Relaxed);
+                if let Some(body) = rest {
+                    // The run is over on the wire: its slot goes to the next run while the
+                    // end of the response is read (counted in `in_flight` meanwhile).
+                    let _draining = Draining::new(&self.inner.stats.draining);
+                    drop(permit);
+                    let within = self.inner.idle_timeout.min(DRAIN_TIMEOUT);
+                    drain(&run, body, within, self.inner.max_line_bytes).await;
+                }
                 tracing::debug!(run_id = run.run_id(), "forwarded run ended");
             }
             Err(failure) => self.fail(&run, Some(&service), &failure),
@@ -714,6 +820,45 @@ impl Handler for HttpAgent {
         }
         Ok(())
     }
+
+    /// `default`, as in the `agent_started` of an `ag-ui` run that named no agent: the name of
+    /// the `agent_started` the server puts before the `agent_error` of a run that failed
+    /// before its service said anything (unreachable, a non-2xx status, a wrong content
+    /// type, ...).
+    fn agent_name(&self) -> &str {
+        agui::DEFAULT_AGENT_NAME
+    }
+
+    /// [`metrics_text`](HttpAgent::metrics_text), for the server's `/metrics`.
+    fn render_metrics(&self, out: &mut String) {
+        self.write_metrics(out);
+    }
+
+    /// The agent services and the limits, for `/ws/config`: never the service-token secret
+    /// (only whether there is one), URLs as [`Service::display_url`] shows them.
+    fn describe(&self) -> serde_json::Value {
+        let inner = &*self.inner;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let agents: serde_json::Map<String, serde_json::Value> = inner
+            .named
+            .iter()
+            .map(|(name, service)| (name.clone(), service.describe()))
+            .collect();
+        serde_json::json!({
+            "kind": "http",
+            "default": inner.default.as_ref().map(Service::describe),
+            "agents": agents,
+            "service_token": inner.key.is_some(),
+            "limits": {
+                "max_in_flight": inner.max_in_flight,
+                "max_line_bytes": inner.max_line_bytes,
+                "connect_timeout_ms": ms(inner.connect_timeout),
+                "idle_timeout_ms": ms(inner.idle_timeout),
+                "total_timeout_ms": inner.total_timeout.map(ms),
+                "busy_retry_after_ms": ms(inner.busy_retry_after),
+            },
+        })
+    }
 }
 
 #[cfg(test)]
@@ -737,6 +882,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn display_urls_have_no_credentials_nor_query() {
+        let service = Service::ag_ui("http://svc:pa55@agents.internal:9000/run?code=k3y").unwrap();
+        assert_eq!(service.display_url(), "http://agents.internal:9000/run");
+        assert_eq!(service.url().host(), Some("agents.internal"));
+        let debug = format!("{service:?}");
+        assert!(!debug.contains("pa55") && !debug.contains("k3y"), "{debug}");
+        let plain = Service::ndjson("http://127.0.0.1/").unwrap();
+        assert_eq!(plain.display_url(), "http://127.0.0.1/");
+    }
+
+    #[test]
+    fn describe_shows_services_and_limits_and_no_secret() {
+        let agent = HttpAgent::builder()
+            .default_service(Service::ndjson("http://u:p@a:1/run").unwrap())
+            .agent("b", Service::ag_ui("http://b/agui").unwrap())
+            .service_token_secret("a secret of at least 32 bytes, from config")
+            .total_timeout(Some(Duration::from_secs(90)))
+            .build()
+            .unwrap();
+        let described = Handler::describe(&agent);
+        assert_eq!(
+            described,
+            serde_json::json!({
+                "kind": "http",
+                "default": {"url": "http://a:1/run", "protocol": "ndjson"},
+                "agents": {"b": {"url": "http://b/agui", "protocol": "ag-ui"}},
+                "service_token": true,
+                "limits": {
+                    "max_in_flight": DEFAULT_MAX_IN_FLIGHT,
+                    "max_line_bytes": DEFAULT_MAX_LINE_BYTES,
+                    "connect_timeout_ms": 5000,
+                    "idle_timeout_ms": 60000,
+                    "total_timeout_ms": 90000,
+                    "busy_retry_after_ms": 1000,
+                },
+            })
+        );
+        let mut metrics = String::new();
+        Handler::render_metrics(&agent, &mut metrics);
+        assert_eq!(metrics, agent.metrics_text());
     }
 
     #[test]

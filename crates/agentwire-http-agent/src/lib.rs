@@ -88,7 +88,10 @@
 //! code `unknown_agent`, and no run starts; so is a request past the limit of forwarded runs in
 //! flight, with code `agent_busy` (recoverable) and `retry_after_ms`. Every failure of a
 //! forwarded run ends it with `agent_error` and one of these codes ([`AgentFailure::code`]),
-//! with the HTTP connection closed; the WebSocket stays usable:
+//! with the HTTP connection closed; the WebSocket stays usable. A run that fails before the
+//! service's `agent_started` still starts with one on the wire (the server's
+//! [`Run::emit`](agentwire_server::Run::emit) puts it first: the request's `agent_name`, or
+//! `default`):
 //!
 //! | code | when | recoverable |
 //! |---|---|---|
@@ -108,10 +111,12 @@
 //! `cancel_agent` drops the run: the in-flight response is dropped with it, which closes the
 //! HTTP connection (the service sees the client disconnect), and the server ends the run with
 //! `agent_error` / `cancelled`. Each failure is logged (`tracing`, with the run id, user id,
-//! service URL and code; never a token or payload text) and counted
-//! ([`HttpAgent::failures`], and [`HttpAgent::metrics_text`] in the Prometheus format, for a
-//! service to append to `/metrics`). The same contract for service authors is in
-//! `docs/agents.md`.
+//! service URL ([`Service::display_url`]: no user, password or query) and code; never a
+//! token or payload text) and counted ([`HttpAgent::failures`]). The server's `GET /metrics`
+//! ends with the agent's counters ([`HttpAgent::metrics_text`], through
+//! [`Handler::render_metrics`](agentwire_server::Handler::render_metrics)), and its
+//! `GET /ws/config` shows the services and limits under `agent` (never the service-token
+//! secret). The same contract for service authors is in `docs/agents.md`.
 //!
 //! ```no_run
 //! use agentwire_http_agent::{HttpAgent, Service};

@@ -1,4 +1,5 @@
-//! The way every protocol's events go out: checked against the run contract, then emitted.
+//! The way every protocol's events go out: checked against the run contract, then emitted,
+//! those the service sent together in one go.
 
 use agentwire_events::{Event, Payload, RunValidator};
 use agentwire_server::Run;
@@ -23,9 +24,15 @@ pub(crate) trait Sink {
 }
 
 /// Checks the service's events with the run validator and emits them into the run.
+///
+/// Checked events wait in the relay until [`flush`](Relay::flush) (or its drop) emits them,
+/// in order: the reader flushes once it has read what the service sent in one go, so that a
+/// burst of events reaches the user's connections together (one write to each WebSocket, not
+/// one per event).
 pub(crate) struct Relay<'r> {
     run: &'r Run,
     validator: RunValidator,
+    pending: Vec<Payload>,
 }
 
 impl<'r> Relay<'r> {
@@ -33,7 +40,28 @@ impl<'r> Relay<'r> {
         Relay {
             run,
             validator: RunValidator::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Whether checked events wait to be emitted.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Emits the checked events, in order.
+    pub(crate) fn flush(&mut self) {
+        for payload in self.pending.drain(..) {
+            self.run.emit(payload);
+        }
+    }
+}
+
+/// What was checked goes out also when the run stops early (a failure, a timeout, a cancel):
+/// before the run's `agent_error`.
+impl Drop for Relay<'_> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -48,7 +76,7 @@ impl Sink for Relay<'_> {
             });
         }
         let terminal = event.message_type().is_terminal_event();
-        self.run.emit(event.into_payload());
+        self.pending.push(event.into_payload());
         Ok(terminal)
     }
 

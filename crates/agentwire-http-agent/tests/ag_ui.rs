@@ -407,14 +407,17 @@ async fn wrong_content_type() {
     let mut h = start(|b| b).await;
     let (frames, code) = h.failing_run("content_type").await;
     assert_eq!(code, "agent_content_type");
-    assert_eq!(frames.len(), 1, "nothing of the body is relayed");
+    // Nothing of the body is relayed: the server's own agent_started, then the error.
+    assert_eq!(frames.len(), 2, "{frames:#?}");
+    assert_eq!(frames[0]["type"], "agent_started");
+    assert_eq!(frames[0]["payload"]["agent_name"], "content_type");
     assert!(
-        frames[0]["payload"]["message"]
+        frames[1]["payload"]["message"]
             .as_str()
             .unwrap()
             .contains("text/event-stream"),
         "{}",
-        frames[0]
+        frames[1]
     );
     h.assert_usable().await;
 }

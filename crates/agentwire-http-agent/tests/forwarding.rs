@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::{
-    Harness, PATIENCE, SERVICE_SECRET, ServiceState, USER, record, stream, user_validator,
+    Harness, PATIENCE, SERVICE_SECRET, ServiceState, USER, http_get, record, stream, user_validator,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -139,6 +139,21 @@ async fn agent_service(
             ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
         }
         "slow" => stream(&state, "slow", nd, vec![started()], true),
+        "lingering" => {
+            // The run, then a blank line a while later, then the end of the response.
+            let (tx, rx) = mpsc::channel::<Bytes>(1);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from(started() + &completed())).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = tx.send(Bytes::from_static(b"\n")).await;
+            });
+            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            });
+            ([(header::CONTENT_TYPE, nd)], Body::from_stream(body)).into_response()
+        }
         "no_headers" => std::future::pending().await,
         "own_error" => stream(
             &state,
@@ -190,6 +205,7 @@ impl Harness {
                 "keepalive",
                 "no_headers",
                 "own_error",
+                "lingering",
             ] {
                 builder = builder.agent(
                     scenario,
@@ -343,6 +359,24 @@ async fn past_the_in_flight_limit_a_request_is_refused_with_retry_after() {
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
 }
 
+/// A run frees its slot when its terminal event goes out: a client that asks again as soon as
+/// it has its answer is not refused, at a limit of one, while agentwire still reads the end
+/// of the previous response (which the service sends a while after the terminal event).
+#[tokio::test]
+async fn the_next_run_gets_the_slot_as_soon_as_the_last_one_ended() {
+    let mut h = Harness::start(|b, _| b.max_in_flight(1)).await;
+    for _ in 0..3 {
+        h.ask("lingering").await;
+        let frames = h.run_frames().await;
+        assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+    }
+    assert_eq!(h.agent.refused(), (0, 0));
+    assert_eq!(h.agent.completed_runs(), 3);
+    // Counted in flight until the end of each response is read.
+    h.settled().await;
+    assert_eq!(h.agent.in_flight(), 0);
+}
+
 #[tokio::test]
 async fn cancel_aborts_the_http_request() {
     let mut h = Harness::start(|b, _| b.idle_timeout(PATIENCE)).await;
@@ -374,11 +408,24 @@ async fn unreachable_service() {
     .await;
     let (frames, code) = h.failing_run("gone").await;
     assert_eq!(code, "agent_unreachable");
-    assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0]["payload"]["recoverable"], true);
+    // The service said nothing: the server's own agent_started (named after the request's
+    // agent), then the error; `failing_run` checked that the run is well formed.
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0]["type"], "agent_started");
+    assert_eq!(
+        frames[0]["payload"],
+        json!({"agent_name": "gone", "user_request": "hi"})
+    );
+    assert_eq!(frames[1]["payload"]["recoverable"], true);
     h.assert_usable().await;
     assert_eq!(h.agent.failures("agent_unreachable"), 1);
-    let metrics = h.agent.metrics_text();
+    // The server's own /metrics carries the agent's counters.
+    let (status, metrics) = http_get(h.server, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("agentwire_runs_started_total 1\n"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("agentwire_agent_run_failures_total{code=\"agent_unreachable\"} 1\n"),
         "{metrics}"
@@ -389,11 +436,89 @@ async fn unreachable_service() {
     );
 }
 
+/// A run that names no agent and fails before its service said anything starts, on the
+/// wire, as agent `default`.
+#[tokio::test]
+async fn a_default_run_that_fails_at_once_starts_as_default() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut h = Harness::start(|b, _| {
+        b.default_service(Service::ndjson(&format!("http://{closed}/run")).unwrap())
+    })
+    .await;
+    h.send(json!({"type": "user_message", "payload": {"text": "anyone?"}}))
+        .await;
+    let frames = h.run_frames().await;
+    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["agent_started", "agent_error"]);
+    assert_eq!(
+        frames[0]["payload"],
+        json!({"agent_name": "default", "user_request": "anyone?"})
+    );
+    assert_eq!(frames[1]["payload"]["code"], "agent_unreachable");
+    let texts: Vec<String> = frames.iter().map(Value::to_string).collect();
+    agentwire_events::validate_run_json(texts.iter().map(String::as_str)).unwrap();
+    h.assert_usable().await;
+}
+
+/// `/ws/config` shows the agent services (default and named, with their protocols) and the
+/// limits; never the service-token secret, nor a URL's user, password or query.
+#[tokio::test]
+async fn config_shows_the_agent_services_and_no_secret() {
+    let mut h = Harness::start(|b, service| {
+        b.agent(
+            "private",
+            Service::ag_ui(&format!("http://svc:pa55@{service}/agui?code=k3y")).unwrap(),
+        )
+        .total_timeout(Some(Duration::from_secs(120)))
+    })
+    .await;
+    let (status, body) = http_get(h.server, "/ws/config").await;
+    assert_eq!(status, 200);
+    for secret in [SERVICE_SECRET, "pa55", "k3y", "svc:"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
+    let config: Value = serde_json::from_str(&body).unwrap();
+    let agent = &config["agent"];
+    let service = h.service;
+    assert_eq!(agent["kind"], "http", "{agent}");
+    assert_eq!(
+        agent["default"],
+        json!({"url": format!("http://{service}/happy"), "protocol": "ndjson"})
+    );
+    assert_eq!(
+        agent["agents"]["private"],
+        json!({"url": format!("http://{service}/agui"), "protocol": "ag-ui"})
+    );
+    assert_eq!(
+        agent["agents"]["slow"],
+        json!({"url": format!("http://{service}/slow"), "protocol": "ndjson"})
+    );
+    assert_eq!(agent["agents"].as_object().unwrap().len(), 15, "{agent}");
+    assert_eq!(agent["service_token"], true);
+    assert_eq!(
+        agent["limits"],
+        json!({
+            "max_in_flight": agentwire_http_agent::DEFAULT_MAX_IN_FLIGHT,
+            "max_line_bytes": 1024,
+            "connect_timeout_ms": 5000,
+            "idle_timeout_ms": 1500,
+            "total_timeout_ms": 120_000,
+            "busy_retry_after_ms": 1000,
+        })
+    );
+    h.assert_usable().await;
+}
+
 #[tokio::test]
 async fn non_2xx_status() {
     let mut h = Harness::start(|b, _| b).await;
-    let (_, code) = h.failing_run("status").await;
+    let (frames, code) = h.failing_run("status").await;
     assert_eq!(code, "agent_http_status");
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0]["payload"]["agent_name"], "status");
     h.assert_usable().await;
 }
 
@@ -402,7 +527,8 @@ async fn wrong_content_type() {
     let mut h = Harness::start(|b, _| b).await;
     let (frames, code) = h.failing_run("content_type").await;
     assert_eq!(code, "agent_content_type");
-    assert_eq!(frames.len(), 1, "nothing of the body is relayed");
+    assert_eq!(frames.len(), 2, "nothing of the body is relayed");
+    assert_eq!(frames[0]["payload"]["agent_name"], "content_type");
     h.assert_usable().await;
 }
 
@@ -421,7 +547,9 @@ async fn an_event_that_breaks_the_run_contract() {
     let mut h = Harness::start(|b, _| b).await;
     let (frames, code) = h.failing_run("contract").await;
     assert_eq!(code, "agent_contract_broken");
-    assert_eq!(frames.len(), 1, "the offending event is not relayed");
+    // The service's first event was not agent_started: not relayed; the server's own is.
+    assert_eq!(frames.len(), 2, "the offending event is not relayed");
+    assert_eq!(frames[0]["type"], "agent_started");
     h.disconnect_of("contract").await;
     h.assert_usable().await;
 }
@@ -508,7 +636,7 @@ async fn idle_before_the_response_headers() {
     let mut h = Harness::start(|b, _| b).await;
     let (frames, code) = h.failing_run("no_headers").await;
     assert_eq!(code, "agent_idle_timeout");
-    assert_eq!(frames.len(), 1);
+    assert_eq!(frames.len(), 2);
     h.assert_usable().await;
 }
 

@@ -618,8 +618,10 @@ impl Connection {
             kind: start.kind,
             request: start.request.into_owned(),
             emitter: self.shared.emitter.clone(),
+            started: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             started_at: Instant::now(),
+            default_agent_name: Arc::clone(&self.shared.default_agent_name),
         });
         let (cancel, cancelled) = oneshot::channel();
         self.shared.metrics.runs_started.fetch_add(1, Relaxed);

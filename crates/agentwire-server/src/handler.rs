@@ -21,7 +21,8 @@ use crate::hub::{Delivered, Emitter, Hub};
 /// handler should not block (run heavy synchronous work with `tokio::task::spawn_blocking`).
 /// The server guarantees the run's shape on the wire: if the handler returns without a
 /// terminal event, panics, or the client cancels, the server ends the run with `agent_error`
-/// itself.
+/// itself; and a run whose terminal event comes before any `agent_started` gets one first
+/// (see [`Run::emit`]), so every run on the wire starts with `agent_started`.
 ///
 /// **Cancellation** (`cancel_agent`, from any of the user's connections): the run's future is
 /// dropped at its next `.await` and never polled again, and the server emits `agent_error`
@@ -99,6 +100,25 @@ pub trait Handler: Send + Sync + 'static {
     fn presence(&self, user_id: &str, presence: Presence) {
         let _ = (user_id, presence);
     }
+
+    /// The `agent_name` of the `agent_started` the server emits itself for a run that ends
+    /// before the handler emitted one (see [`Run::emit`]), when the request named no agent
+    /// (`payload.agent_name`). Asked once, when the server is built. The default: `agent`.
+    fn agent_name(&self) -> &str {
+        "agent"
+    }
+
+    /// Appends the handler's own metrics, in the Prometheus text format, to `out` (`GET
+    /// /metrics`, after the server's and the engine's). The default adds none.
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+
+    /// What `GET /ws/config` shows of the handler under `agent`. Every client can read it:
+    /// never a secret (nor a URL's credentials). The default: `{"kind": "custom"}`.
+    fn describe(&self) -> serde_json::Value {
+        json!({ "kind": "custom" })
+    }
 }
 
 /// What [`Handler::presence`] reports.
@@ -124,6 +144,8 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     ) -> BoxFuture<Result<(), HandlerError>>;
     fn handles(&self, message_type: MessageType) -> bool;
     fn presence(&self, user_id: &str, presence: Presence);
+    fn render_metrics(&self, out: &mut String);
+    fn describe(&self) -> serde_json::Value;
 }
 
 impl<H: Handler> ErasedHandler for H {
@@ -149,6 +171,14 @@ impl<H: Handler> ErasedHandler for H {
 
     fn presence(&self, user_id: &str, presence: Presence) {
         Handler::presence(self, user_id, presence);
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        Handler::render_metrics(self, out);
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        Handler::describe(self)
     }
 }
 
@@ -211,8 +241,13 @@ pub(crate) struct RunInner {
     pub(crate) kind: MessageType,
     pub(crate) request: RunRequest<'static>,
     pub(crate) emitter: Emitter,
+    /// Whether `agent_started` went out.
+    pub(crate) started: AtomicBool,
     pub(crate) ended: AtomicBool,
     pub(crate) started_at: Instant,
+    /// The handler's [`agent_name`](Handler::agent_name), for the `agent_started` the run
+    /// emits itself.
+    pub(crate) default_agent_name: Arc<str>,
 }
 
 impl From<RunInner> for Run {
@@ -272,16 +307,42 @@ impl Run {
 
     /// Emits one event of this run. Events after the terminal one are dropped (the run is
     /// over on the wire), and so reported as delivered to no connection.
+    ///
+    /// A terminal event (`agent_completed` or `agent_error`) emitted before any
+    /// `agent_started` is preceded by one the run emits itself, so that the run is well
+    /// formed on the wire: its `agent_name` is the request's `agent_name`, or the handler's
+    /// [`agent_name`](Handler::agent_name) when the request named none; its `user_request`
+    /// the request text. That covers a run that fails before its agent said anything (an
+    /// agent service that cannot be reached, say) and the server's own `agent_error` for a
+    /// run cancelled, or whose handler panicked or returned, before it started.
     pub fn emit(&self, payload: impl Into<Payload>) -> Delivered {
         let payload = payload.into();
-        let terminal = payload.message_type().is_terminal_event();
-        if terminal {
+        let kind = payload.message_type();
+        if kind.is_terminal_event() {
             if self.inner.ended.swap(true, Ordering::AcqRel) {
                 return Delivered::default();
             }
+            if !self.inner.started.swap(true, Ordering::AcqRel) {
+                let request = &self.inner.request;
+                let agent_name = request
+                    .agent_name
+                    .as_deref()
+                    .unwrap_or(&self.inner.default_agent_name);
+                self.deliver(
+                    agentwire_events::AgentStarted::new(agent_name, request.text.to_string())
+                        .into(),
+                );
+            }
         } else if self.is_ended() {
             return Delivered::default();
+        } else if kind == MessageType::AgentStarted {
+            self.inner.started.store(true, Ordering::Release);
         }
+        self.deliver(payload)
+    }
+
+    /// Stamps `payload` as this run's and hands it to the emitter.
+    fn deliver(&self, payload: Payload) -> Delivered {
         let mut event = Event::in_run(Arc::clone(&self.inner.run_id), payload);
         if let Some(thread_id) = &self.inner.thread_id {
             event = event.with_thread_id(Arc::clone(thread_id));
@@ -359,6 +420,11 @@ impl Default for DemoAgent {
 }
 
 impl Handler for DemoAgent {
+    /// [`DemoAgent::NAME`].
+    fn agent_name(&self) -> &str {
+        DemoAgent::NAME
+    }
+
     async fn run(&self, run: Run) {
         let request = run.request();
         let text: &str = &request.text;
@@ -383,5 +449,13 @@ impl Handler for DemoAgent {
         self.pause().await;
         let response = ["You said: ", text].concat();
         run.completed(json!({ "response": response }));
+    }
+
+    /// `{"kind": "demo", "step_ms": ...}`.
+    fn describe(&self) -> serde_json::Value {
+        json!({
+            "kind": "demo",
+            "step_ms": u64::try_from(self.step.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 }

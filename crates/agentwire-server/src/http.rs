@@ -88,6 +88,8 @@ pub(crate) async fn config(State(shared): State<Arc<Shared>>) -> Response {
             None => json!({ "enabled": false }),
         },
         "engine": shared.emitter.delivery().describe(),
+        // The handler: the demo agent, the agent services runs are forwarded to, ...
+        "agent": shared.handler.describe(),
     });
     Json(body).into_response()
 }
@@ -104,11 +106,12 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-/// Every metric: the counters, then the replay window's.
+/// Every metric: the counters, then the replay window's, the engine's and the handler's.
 pub(crate) fn metrics_text(shared: &Shared) -> String {
     let mut text = shared.metrics.render();
     let (streams, stats) = shared.hub.window_stats();
     crate::metrics::render_window(&mut text, streams, stats);
     shared.emitter.delivery().render_metrics(&mut text);
+    shared.handler.render_metrics(&mut text);
     text
 }

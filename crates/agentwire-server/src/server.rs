@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) validator: Validator,
     pub(crate) handler: Arc<dyn ErasedHandler>,
+    /// The handler's `agent_name`, for the `agent_started` a run emits itself.
+    pub(crate) default_agent_name: Arc<str>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) emitter: Emitter,
     pub(crate) runs: Arc<RunRegistry>,
@@ -197,6 +199,7 @@ impl<H: Handler> ServerBuilder<H> {
             shared: Arc::new(Shared {
                 config: self.config,
                 validator: self.validator,
+                default_agent_name: Arc::from(Handler::agent_name(&self.handler)),
                 handler: Arc::new(self.handler),
                 hub,
                 emitter: Emitter::new(delivery),

@@ -104,6 +104,7 @@ async fn health_config_and_metrics_answer() {
     assert_eq!(config["endpoints"], json!(["/ws", "/websocket"]));
     assert_eq!(config["max_message_bytes"], 65536);
     assert_eq!(config["heartbeat_interval_ms"], 25000);
+    assert_eq!(config["agent"], json!({"kind": "demo", "step_ms": 0}));
     assert!(
         !body.contains(agentwire_auth::testing::FIXTURE_HMAC_SECRET),
         "no secret"

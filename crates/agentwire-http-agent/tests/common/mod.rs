@@ -61,6 +61,30 @@ pub fn record(state: &ServiceState, peer: SocketAddr, headers: &HeaderMap, body:
     }
 }
 
+/// `GET path` on `addr` over loopback (HTTP/1.1, `Connection: close`): the status and the
+/// body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8(response).unwrap()
+    };
+    let response = tokio::time::timeout(PATIENCE, exchange).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    (status, body.to_owned())
+}
+
 /// A streamed response of `content_type`: `chunks` sent with a pause between them, then the stream
 /// stays open if `hold` (until the client goes away), else ends.
 pub fn stream(
@@ -107,10 +131,14 @@ pub fn stream(
 
 pub struct Harness {
     pub service: SocketAddr,
+    /// The agentwire server (WebSocket, `/metrics`, `/ws/config`).
+    pub server: SocketAddr,
     pub seen: Arc<Mutex<Seen>>,
     pub disconnected: mpsc::UnboundedReceiver<String>,
     pub agent: HttpAgent,
     pub ws: Client,
+    /// The `connection_established` of the current connection.
+    pub established: Value,
     pub user_token: Token,
     pub next_message: u32,
 }
@@ -140,6 +168,49 @@ async fn start_service(
         .unwrap();
     });
     (addr, seen, disconnects)
+}
+
+/// A WebSocket client of `USER` to `ws://server/ws?query` (`query` may be empty) and its
+/// `connection_established`.
+async fn connect(server: SocketAddr, user_token: &Token, query: &str) -> (Client, Value) {
+    let url = if query.is_empty() {
+        format!("ws://{server}/ws")
+    } else {
+        format!("ws://{server}/ws?{query}")
+    };
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        offer_header(user_token).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let established = next_frame(&mut ws).await;
+    assert_eq!(
+        established["type"], "connection_established",
+        "{established}"
+    );
+    (ws, established)
+}
+
+/// The next text frame as JSON (pings and pongs skipped).
+async fn next_frame(ws: &mut Client) -> Value {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("stream open")
+            .expect("no protocol error");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
 }
 
 pub fn user_validator() -> Validator {
@@ -174,34 +245,38 @@ impl Harness {
         let user_token = Claims::new(USER)
             .sign(&SigningKey::fixture(Algorithm::HS256))
             .unwrap();
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                format!("ws://{addr}/ws"),
-            )
-            .unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            offer_header(&user_token).parse().unwrap(),
-        );
-        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
-            .await
-            .unwrap()
-            .unwrap();
-        let mut harness = Harness {
+        let (ws, established) = connect(addr, &user_token, "").await;
+        Harness {
             service,
+            server: addr,
             seen,
             disconnected,
             agent,
             ws,
+            established,
             user_token,
             next_message: 0,
-        };
-        let established = harness.next().await;
-        assert_eq!(
-            established["type"], "connection_established",
-            "{established}"
-        );
-        harness
+        }
+    }
+
+    /// Goes away without a close frame: shuts the connection's socket (the server reads its
+    /// end). The next [`reconnect`](Self::reconnect) replaces it.
+    pub async fn disconnect(&mut self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_mut() {
+            use tokio::io::AsyncWriteExt;
+            let _ = tcp.shutdown().await;
+        }
+    }
+
+    /// Drops the connection (no close frame: the peer just goes away) and opens a new one as
+    /// the same user to `/ws?query`; returns its `connection_established`.
+    pub async fn reconnect(&mut self, query: &str) -> Value {
+        // The old one goes first: its socket is shut before the new handshake.
+        self.disconnect().await;
+        let (ws, established) = connect(self.server, &self.user_token, query).await;
+        drop(std::mem::replace(&mut self.ws, ws));
+        self.established = established.clone();
+        established
     }
 
     pub async fn send(&mut self, frame: Value) {
@@ -212,18 +287,7 @@ impl Harness {
     }
 
     pub async fn next(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a frame in time")
-                .expect("stream open")
-                .expect("no protocol error");
-            match message {
-                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
-            }
-        }
+        next_frame(&mut self.ws).await
     }
 
     /// Asks `agent_name` for a run; returns the request's message id.
@@ -250,10 +314,15 @@ impl Harness {
         }
     }
 
-    /// Runs `agent_name` and returns the `agent_error` code it ends with.
+    /// Runs `agent_name` and returns the `agent_error` code it ends with. Whatever the
+    /// failure, the run is well formed on the wire (`agent_started` first, even when the
+    /// service sent nothing).
     pub async fn failing_run(&mut self, agent_name: &str) -> (Vec<Value>, String) {
         self.ask(agent_name).await;
         let frames = self.run_frames().await;
+        let texts: Vec<String> = frames.iter().map(Value::to_string).collect();
+        agentwire_events::validate_run_json(texts.iter().map(String::as_str))
+            .unwrap_or_else(|violation| panic!("{violation}: {frames:#?}"));
         let last = frames.last().unwrap();
         assert_eq!(last["type"], "agent_error", "{last}");
         let code = last["payload"]["code"].as_str().unwrap().to_owned();
