@@ -8,6 +8,7 @@
 #   scripts/perf-callgrind.sh runs baseline       # the same against agentwire-baseline
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
 #   SERVER_ARGS="--replay-max-events 0" scripts/perf-callgrind.sh runs agentwire  # extra serve flags
+#   SERVER_ARGS="--redis-url redis://127.0.0.1:6379/0" scripts/perf-callgrind.sh runs agentwire
 #
 # The server runs under callgrind on a free loopback port; a warm-up pass runs first, then
 # the counters are zeroed, the measured workload runs, and the counters are dumped. Prints
@@ -44,6 +45,13 @@ for _ in $(seq 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.3
 done
+# agentwire is ready when its health says so (with --redis-url, once it reached Redis).
+if [ "$kind" = agentwire ]; then
+    for _ in $(seq 200); do
+        curl -s "http://127.0.0.1:$port/ws/health" | grep -q '"healthy"' && break
+        sleep 0.3
+    done
+fi
 load() { "$BIN" load "ws://127.0.0.1:$port/ws" --token-secret "$SECRET" --json "$@" >/dev/null; }
 load "${warmup[@]}"
 callgrind_control --zero "$pid" >/dev/null 2>&1

@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
-"""Measures one `agentwire serve` node with the Redis engine against the in-process engine.
+"""Measures `agentwire serve` nodes with the Redis engine against the in-process engine.
 
-The same `agentwire load` run goes against `agentwire serve` (in-process engine) and
-`agentwire serve --redis-url` (a redis-server of its own, persistence off, on a free loopback
-port), alternating which goes first, each on a fresh process, and repeats; the summary gives
-the medians and the Redis/in-process ratios. Used for docs/performance.md, "Multi-node with
-Redis".
+The same load goes against `agentwire serve` (in-process engine, one node) and one or two
+`agentwire serve --redis-url` nodes (sharing a redis-server of their own, persistence off, on
+a free loopback port), alternating which goes first, each on fresh processes, and repeats;
+the summary gives the medians and the Redis/in-process ratios. Used for
+docs/performance.md, "Multi-node with Redis".
 
-Per run: events/s and run latency (from the load generator), node CPU per event (from
-/proc/PID/stat over the measured window, by `agentwire load --server-pid`), and for the Redis
-runs redis-server's CPU per published event (its /proc/PID/stat over the whole load command,
-divided by `agentwire_redis_published_total`) and the engine's publish latency (from emit to
-seq assigned: `agentwire_redis_publish_latency_seconds` in /metrics).
+The load is one `agentwire load` process per node (`--nodes`), started at once, the
+connections split evenly, each process with its own `--sub-prefix` (a user's connection is
+on one node, as a load balancer spreads users); the in-process node gets the same load
+processes. Per run: events/s (summed) and run latency (the highest of the processes'
+percentiles), node CPU per event (each node's CPU from /proc/PID/stat over its load
+process's measured window, summed, divided by the events delivered), and for the Redis runs
+redis-server's CPU per published event (its /proc/PID/stat over the whole load, divided by
+`agentwire_redis_published_total` summed over the nodes) and the engines' publish latency
+(from emit to seq assigned: `agentwire_redis_publish_latency_seconds`, merged).
 
     cargo build --release -p agentwire-cli --bin agentwire
-    python3 scripts/perf-redis.py --repeats 3                  # 1,000 busy connections
+    python3 scripts/perf-redis.py --repeats 3                  # 1,000 busy connections, 1 node
+    python3 scripts/perf-redis.py --repeats 3 --nodes 2        # the same over 2 Redis nodes
     python3 scripts/perf-redis.py --repeats 3 --connections 100
-    python3 scripts/perf-redis.py --repeats 1 --rate 1000      # open loop: 1,000 runs/s
+    python3 scripts/perf-redis.py --repeats 1 --rate 1000      # open loop: 1,000 runs/s in all
 
 Needs redis-server (scripts/setup/redis.sh). Only loopback addresses are used; every run is
 bounded in count and time.
@@ -116,39 +121,115 @@ def gauge(text, name):
     return None
 
 
-def measure(binary, engine, args):
+def run_loads(binary, ports, pids, args, connections):
+    """One `agentwire load` per entry of `ports` (the connections split evenly, each with
+    its own `sub` prefix so a user's connection is on one node), all at once; their reports."""
+    procs = []
+    share = connections // len(ports)
+    for i, (port, pid) in enumerate(zip(ports, pids)):
+        count = share if i < len(ports) - 1 else connections - share * (len(ports) - 1)
+        cmd = [binary, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", pc.SECRET,
+               "--server-pid", str(pid), "--json", "--sub-prefix", f"n{i}-", "-c", str(count)] + args
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    reports = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=900)
+        reports.append(json.loads(out))
+    return reports
+
+
+def combine(reports):
+    """One report from the load processes' reports: events and events/s summed, node CPU per
+    event = the nodes' summed CPU over their measured windows / the events delivered, latency
+    percentiles the highest of the processes', errors and close codes summed."""
+    if len(reports) == 1:
+        return reports[0]
+    events = sum(pc.pick(r, "run.events") or 0 for r in reports)
+    cpu = sum(pc.pick(r, "server.measured_cpu_seconds") or 0 for r in reports)
+    combined = {
+        "run": {
+            "events": events,
+            "events_per_sec": sum(pc.pick(r, "run.events_per_sec") or 0 for r in reports),
+            "runs_per_sec": sum(pc.pick(r, "run.runs_per_sec") or 0 for r in reports),
+            "runs_completed": sum(pc.pick(r, "run.runs_completed") or 0 for r in reports),
+            "latency_ms": {q: max(pc.pick(r, f"run.latency_ms.{q}") or 0 for r in reports)
+                           for q in ("p50", "p90", "p99", "max")},
+        },
+        "server": {
+            "measured_cpu_seconds": cpu,
+            "cpu_us_per_event": cpu * 1e6 / events if events else None,
+        },
+        "errors": {},
+        "close_codes": {},
+        "parts": reports,
+    }
+    for r in reports:
+        for key in ("errors", "close_codes"):
+            for k, v in (r.get(key) or {}).items():
+                combined[key][k] = combined[key].get(k, 0) + v
+    return combined
+
+
+def measure(binary, engine, args, connections, nodes):
+    """One measurement: `nodes` nodes (the Redis engine, sharing one redis-server) or one
+    in-process node, loaded by `nodes` load processes at once."""
     redis, redis_port = (None, None)
     if engine == "redis":
         redis, redis_port = start_redis()
-    port = pc.free_port()
-    node = start_node(binary, port, redis_port)
+    count = nodes if engine == "redis" else 1
+    ports = [pc.free_port() for _ in range(count)]
+    procs = []
     try:
+        for port in ports:
+            procs.append(start_node(binary, port, redis_port))
         redis_cpu = cpu_seconds(redis.pid) if redis else None
-        cmd = [binary, "load", f"ws://127.0.0.1:{port}/ws", "--token-secret", pc.SECRET,
-               "--server-pid", str(node.pid), "--json"] + args
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        report = json.loads(out.stdout)
+        load_ports = [ports[i % count] for i in range(nodes)]
+        load_pids = [procs[i % count].pid for i in range(nodes)]
+        report = combine(run_loads(binary, load_ports, load_pids, args, connections))
+        report["nodes"] = count
+        report["load_processes"] = nodes
         report["command"] = " ".join(["agentwire", "load", "ws://127.0.0.1:PORT/ws", "--token-secret", "S",
-                                      "--server-pid", "PID", "--json"] + args)
+                                      "--server-pid", "PID", "--json", "--sub-prefix", "nI-",
+                                      "-c", str(connections // nodes)] + args)
         if redis:
             redis_cpu = cpu_seconds(redis.pid) - redis_cpu
-            text = metrics(port)
-            published = gauge(text, "agentwire_redis_published_total") or 0
-            count, mean, p50, p99 = histogram(text, "agentwire_redis_publish_latency_seconds")
-            failures = sum(float(l.split()[-1]) for l in text.splitlines()
-                           if l.startswith("agentwire_redis_publish_failures_total{"))
+            published = failures = batches = 0
+            count_all, total_s, merged = 0, 0.0, {}
+            for port in ports:
+                text = metrics(port)
+                published += gauge(text, "agentwire_redis_published_total") or 0
+                batches += gauge(text, "agentwire_redis_batches_total") or 0
+                failures += sum(float(l.split()[-1]) for l in text.splitlines()
+                                if l.startswith("agentwire_redis_publish_failures_total{"))
+                for line in text.splitlines():
+                    if line.startswith("agentwire_redis_publish_latency_seconds_bucket"):
+                        bound = line.split('le="')[1].split('"')[0]
+                        merged[bound] = merged.get(bound, 0) + int(line.split()[-1])
+                    elif line.startswith("agentwire_redis_publish_latency_seconds_sum "):
+                        total_s += float(line.split()[-1])
+                    elif line.startswith("agentwire_redis_publish_latency_seconds_count "):
+                        count_all += int(line.split()[-1])
+            text = "\n".join([f'agentwire_redis_publish_latency_seconds_bucket{{le="{b}"}} {v}' for b, v in merged.items()]
+                             + [f"agentwire_redis_publish_latency_seconds_sum {total_s}",
+                                f"agentwire_redis_publish_latency_seconds_count {count_all}"])
+            count_h, mean, p50, p99 = histogram(text, "agentwire_redis_publish_latency_seconds")
             report["redis"] = {
                 "published": published,
                 "publish_failures": failures,
+                "server_cpu_seconds": redis_cpu,
                 "server_cpu_us_per_event": redis_cpu * 1e6 / published if published else None,
                 "publish_latency_mean_ms": mean * 1e3 if mean is not None else None,
                 "publish_latency_p50_le_ms": p50 * 1e3 if p50 is not None else None,
                 "publish_latency_p99_le_ms": p99 * 1e3 if p99 is not None else None,
-                "batches": gauge(text, "agentwire_redis_batches_total"),
+                "batches": batches,
             }
+        node = pc.pick(report, "server.cpu_us_per_event")
+        extra = pc.pick(report, "redis.server_cpu_us_per_event") if redis else 0
+        report["total_cpu_us_per_event"] = node + extra if node is not None and extra is not None else None
         return report
     finally:
-        pc.stop(node)
+        for proc in procs:
+            pc.stop(proc)
         if redis:
             redis.kill()
             redis.wait()
@@ -161,6 +242,7 @@ ROWS = [
     ("run latency p50 ms", "run.latency_ms.p50"),
     ("run latency p99 ms", "run.latency_ms.p99"),
     ("redis-server CPU us/event", "redis.server_cpu_us_per_event"),
+    ("node + redis-server CPU us/event", "total_cpu_us_per_event"),
     ("publish latency mean ms", "redis.publish_latency_mean_ms"),
     ("publish latency p50 <= ms", "redis.publish_latency_p50_le_ms"),
     ("publish latency p99 <= ms", "redis.publish_latency_p99_le_ms"),
@@ -175,20 +257,30 @@ def main():
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--duration-secs", type=int, default=10)
     parser.add_argument("--rate", type=int, help="open loop: runs per second in all (default: closed loop)")
+    parser.add_argument("--nodes", type=int, default=1, choices=(1, 2),
+                        help="Redis nodes sharing the redis-server; the connections (and --rate) are split "
+                             "over one load process per node, and the in-process node gets the same load "
+                             "processes (default 1)")
     parser.add_argument("--json", help="write every report to this file")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is missing: run scripts/setup/redis.sh")
-    load_args = ["-c", str(args.connections), "--warmup-secs", "2", "--duration-secs", str(args.duration_secs)]
+    load_args = ["--warmup-secs", "2", "--duration-secs", str(args.duration_secs)]
     if args.rate:
-        load_args += ["--rate", str(args.rate)]
+        load_args += ["--rate", str(args.rate // args.nodes)]
+    build = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                           cwd=ROOT).stdout.strip()
+    print(f"build {build}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load average before: {pc.loadavg()}", flush=True)
     results = {"in_process": [], "redis": []}
     for i in range(args.repeats):
         order = ["in_process", "redis"] if i % 2 == 0 else ["redis", "in_process"]
         for engine in order:
-            report = measure(args.bin, engine, load_args)
+            loadavg_before = pc.loadavg()
+            report = measure(args.bin, engine, load_args, args.connections, args.nodes)
             results[engine].append(report)
-            print(f"[{i + 1}] {engine}: events/s={pc.pick(report, 'run.events_per_sec')} "
+            report["loadavg_before"] = loadavg_before
+            print(f"[{i + 1}] {engine}: load average {loadavg_before} events/s={pc.pick(report, 'run.events_per_sec')} "
                   f"cpu_us/event={pc.pick(report, 'server.cpu_us_per_event')} "
                   f"p99={pc.pick(report, 'run.latency_ms.p99')} redis={report.get('redis')} "
                   f"errors={report.get('errors')}", flush=True)
@@ -196,7 +288,10 @@ def main():
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     local, redis = results["in_process"], results["redis"]
-    print(f"\n`{redis[0]['command']}` (x{args.repeats} each, alternating)\n")
+    print(f"\n`{redis[0]['command']}` x{args.nodes} at once (x{args.repeats} each, alternating); "
+          f"Redis: {args.nodes} node(s), in-process: 1 node; 1-minute load average before the runs "
+          f"{min(r['loadavg_before'][0] for v in results.values() for r in v)} to "
+          f"{max(r['loadavg_before'][0] for v in results.values() for r in v)}\n")
     print("| figure | in-process | Redis | ratio |")
     print("|---|---|---|---|")
     for label, path in ROWS:
@@ -208,6 +303,8 @@ def main():
         ratio = f"{b / a:.2f}" if a and b is not None else ""
         fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) and v < 100 else f"{v:,.0f}")
         print(f"| {label} | {fmt(a)} | {fmt(b)} | {ratio} |")
+    failures = sum(r["redis"]["publish_failures"] for r in redis)
+    print(f"| publish failures (all runs) | | {failures:.0f} | |")
     errors = {k: sum(sum(r["errors"].values()) for r in v) for k, v in results.items()}
     print(f"| errors (all runs) | {errors['in_process']} | {errors['redis']} | |")
 

@@ -310,16 +310,29 @@ impl Inner {
         self.commands_up.load(Relaxed) && self.pubsub_up.load(Relaxed)
     }
 
+    /// `<prefix>{<user>}:<kind>` (built by hand: `format!` costs several times as much on
+    /// the publish path).
+    fn key(&self, user: &str, kind: char) -> String {
+        let prefix = &self.config.key_prefix;
+        let mut key = String::with_capacity(prefix.len() + user.len() + 4);
+        key.push_str(prefix);
+        key.push('{');
+        key.push_str(user);
+        key.push_str("}:");
+        key.push(kind);
+        key
+    }
+
     fn meta_key(&self, user: &str) -> String {
-        format!("{}{{{user}}}:m", self.config.key_prefix)
+        self.key(user, 'm')
     }
 
     fn log_key(&self, user: &str) -> String {
-        format!("{}{{{user}}}:l", self.config.key_prefix)
+        self.key(user, 'l')
     }
 
     fn channel(&self, user: &str) -> String {
-        format!("{}{{{user}}}:c", self.config.key_prefix)
+        self.key(user, 'c')
     }
 
     fn user_of_channel<'c>(&self, channel: &'c str) -> Option<&'c str> {
@@ -345,7 +358,7 @@ impl Inner {
     fn encode(&self, event: Event, confirmer: Option<Confirmer>) -> Result<Encoded, DeliveryError> {
         let frame = event.stamp(Stamp::stream(u64::MAX)).to_json();
         // The envelope's `seq` comes before the payload, so the first match is it.
-        let Some(at) = frame.find(SEQ_PLACEHOLDER) else {
+        let Some(at) = find_placeholder(&frame) else {
             return Err(self.failed(DeliveryError::Unknown, 1));
         };
         Ok(Encoded {
@@ -407,7 +420,10 @@ impl Inner {
         }
     }
 
-    /// Sends `batch` (`events` events in all) in one pipeline and confirms each event.
+    /// Sends `batch` (`events` events in all) in one pipeline and confirms each event. The
+    /// jobs of one user are appended by one script and published as one channel message, in
+    /// emit order: consecutive seqs, one round of script overhead, one message to parse on
+    /// every node.
     async fn send(&self, batch: &mut Vec<Job>, events: usize) {
         let connection = lock(&self.commands).clone();
         let Some(mut connection) = connection else {
@@ -417,28 +433,18 @@ impl Inner {
             }
             return;
         };
+        let groups = group_by_user(batch);
         let mut pipe = redis::pipe();
-        for job in batch.iter() {
-            if job.rest.is_empty() {
-                let (head, tail) = job.first.halves();
-                pipe.cmd("EVALSHA")
-                    .arg(&self.scripts.append.hash)
-                    .arg(2)
-                    .arg(self.meta_key(&job.user))
-                    .arg(self.log_key(&job.user))
-                    .arg(&self.epoch_prefix)
-                    .arg(head)
-                    .arg(tail)
-                    .arg(self.window.max_events)
-                    .arg(self.max_age_ms)
-                    .arg(self.channel(&job.user));
-            } else {
-                let command = self
-                    .eval(&mut pipe, &self.scripts.append_batch, &job.user)
-                    .arg(&self.epoch_prefix)
-                    .arg(self.window.max_events)
-                    .arg(self.max_age_ms)
-                    .arg(self.channel(&job.user));
+        pipe.ignore_errors();
+        for group in &groups {
+            let user = &group.jobs[0].user;
+            let command = self
+                .eval(&mut pipe, &self.scripts.append, user)
+                .arg(&self.epoch_prefix)
+                .arg(self.window.max_events)
+                .arg(self.max_age_ms)
+                .arg(self.channel(user));
+            for job in &group.jobs {
                 for encoded in std::iter::once(&job.first).chain(&job.rest) {
                     let (head, tail) = encoded.halves();
                     command.arg(head).arg(tail);
@@ -447,18 +453,36 @@ impl Inner {
         }
         let outcome = timeout(
             self.config.timeout,
-            pipe.query_async::<Vec<(String, u64)>>(&mut connection),
+            pipe.query_async::<Vec<redis::RedisResult<(redis::Value, u64)>>>(&mut connection),
         )
         .await;
         match outcome {
-            Ok(Ok(results)) if results.len() == batch.len() => {
+            Ok(Ok(results)) if results.len() == groups.len() => {
                 self.metrics.batches.fetch_add(1, Relaxed);
-                for (job, (_epoch, first_seq)) in batch.drain(..).zip(results) {
-                    let elapsed = job.emitted.elapsed();
-                    for _ in 0..job.len() {
-                        self.metrics.published(elapsed);
+                for (group, result) in groups.into_iter().zip(results) {
+                    match result {
+                        Ok((_epoch, first_seq)) => {
+                            let mut next = first_seq;
+                            for job in group.jobs {
+                                let elapsed = job.emitted.elapsed();
+                                let first = next;
+                                next += job.len() as u64;
+                                for _ in 0..job.len() {
+                                    self.metrics.published(elapsed);
+                                }
+                                job.confirm(|i| Ok(Receipt::new(Some(first + i), 0)));
+                            }
+                        }
+                        Err(error) => {
+                            // This user's script failed (say, Redis is out of memory); the
+                            // others in the pipeline stand.
+                            tracing::warn!(target: "agentwire::redis", events = group.events, reason = kind(&error), "append failed");
+                            let error = self.failed(DeliveryError::Unknown, group.events);
+                            for job in group.jobs {
+                                job.confirm(|_| Err(error));
+                            }
+                        }
                     }
-                    job.confirm(|i| Ok(Receipt::new(Some(first_seq + i), 0)));
                 }
             }
             other => {
@@ -469,7 +493,7 @@ impl Inner {
                 };
                 tracing::warn!(target: "agentwire::redis", events, %reason, "publish failed");
                 let error = self.failed(DeliveryError::Unknown, events);
-                for job in batch.drain(..) {
+                for job in groups.into_iter().flat_map(|group| group.jobs) {
                     job.confirm(|_| Err(error));
                 }
                 self.lost(&reason);
@@ -776,7 +800,8 @@ impl Inner {
         }
     }
 
-    /// One event from a user's channel: `<epoch>|<seq>|<frame>`.
+    /// The events of one append from a user's channel: `<epoch>|<first seq>|` followed by
+    /// `<bytes>|<frame>` for each, their seqs consecutive from the first.
     fn on_message(&self, message: &redis::Msg) {
         let Some(user) = self.user_of_channel(message.get_channel_name()) else {
             return;
@@ -784,17 +809,18 @@ impl Inner {
         let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
             return;
         };
-        let Some((epoch, rest)) = text.split_once('|') else {
+        let Some((epoch, first, frames)) = parse_message(text) else {
+            tracing::warn!(target: "agentwire::redis", user, "malformed channel message ignored");
             return;
         };
-        let Some((seq, frame)) = rest.split_once('|') else {
-            return;
-        };
-        let Ok(seq) = seq.parse::<u64>() else {
-            return;
-        };
-        self.metrics.received.fetch_add(1, Relaxed);
-        self.local.deliver_stamped(user, epoch, seq, frame);
+        for (seq, frame) in (first..).zip(frames) {
+            let Some(frame) = frame else {
+                tracing::warn!(target: "agentwire::redis", user, seq, "malformed channel message cut short");
+                return;
+            };
+            self.metrics.received.fetch_add(1, Relaxed);
+            self.local.deliver_stamped(user, epoch, seq, frame);
+        }
     }
 
     /// Subscribes this node to `user`'s channel (once), waiting for Redis to confirm.
@@ -912,5 +938,120 @@ fn kind(error: &redis::RedisError) -> String {
         format!("{kind} (connection refused)")
     } else {
         kind
+    }
+}
+
+/// Where [`SEQ_PLACEHOLDER`] first occurs in `frame`.
+fn find_placeholder(frame: &str) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(SEQ_PLACEHOLDER));
+    FINDER.find(frame.as_bytes())
+}
+
+/// The jobs of one user in a flush, in emit order, and how many events they hold.
+struct Group {
+    jobs: Vec<Job>,
+    events: usize,
+}
+
+/// Splits `batch` by user, each user's jobs in emit order, users in order of their first job.
+fn group_by_user(batch: &mut Vec<Job>) -> Vec<Group> {
+    let mut index: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::with_capacity(batch.len());
+    let slots: Vec<usize> = batch
+        .iter()
+        .map(|job| {
+            let next = index.len();
+            *index.entry(&*job.user).or_insert(next)
+        })
+        .collect();
+    let mut groups: Vec<Group> = Vec::with_capacity(index.len());
+    drop(index);
+    for (job, slot) in batch.drain(..).zip(slots) {
+        let events = job.len();
+        if let Some(group) = groups.get_mut(slot) {
+            group.events += events;
+            group.jobs.push(job);
+        } else {
+            groups.push(Group {
+                jobs: vec![job],
+                events,
+            });
+        }
+    }
+    groups
+}
+
+/// One channel message: `<epoch>|<first seq>|` then `<bytes>|<frame>` for each event. Gives
+/// the epoch, the first seq and the frames; `None` when the head is malformed.
+fn parse_message(text: &str) -> Option<(&str, u64, Frames<'_>)> {
+    let (epoch, rest) = text.split_once('|')?;
+    let (first, rest) = rest.split_once('|')?;
+    let first = first.parse::<u64>().ok()?;
+    Some((epoch, first, Frames { rest }))
+}
+
+/// The frames of a channel message, in order: `None` for one that is cut short or
+/// malformed, after which the iterator ends.
+struct Frames<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Option<&'a str>;
+
+    fn next(&mut self) -> Option<Option<&'a str>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let frame = self.rest.split_once('|').and_then(|(len, rest)| {
+            let len = len.parse::<usize>().ok()?;
+            let frame = rest.get(..len)?;
+            self.rest = &rest[len..];
+            Some(frame)
+        });
+        if frame.is_none() {
+            self.rest = "";
+        }
+        Some(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_message_splits_into_its_frames() {
+        let frames = [r#"{"a":"x|y"}"#, "{}", "{\"b\":\"\u{e9}\n\"}"];
+        let mut text = String::from("ep_1|41|");
+        for frame in frames {
+            text.push_str(&format!("{}|{frame}", frame.len()));
+        }
+        let (epoch, first, parsed) = parse_message(&text).unwrap();
+        assert_eq!((epoch, first), ("ep_1", 41));
+        let parsed: Vec<Option<&str>> = parsed.collect();
+        assert_eq!(parsed, frames.map(Some));
+    }
+
+    #[test]
+    fn a_malformed_channel_message_is_refused_or_cut_short() {
+        assert!(parse_message("ep_1").is_none());
+        assert!(parse_message("ep_1|x|2|{}").is_none());
+        let (_, _, frames) = parse_message("ep_1|1|2|{}9|{}").unwrap();
+        assert_eq!(frames.collect::<Vec<_>>(), [Some("{}"), None]);
+        // A length that ends inside a character.
+        let (_, _, frames) = parse_message("ep_1|1|1|\u{e9}").unwrap();
+        assert_eq!(frames.collect::<Vec<_>>(), [None]);
+    }
+
+    #[test]
+    fn the_placeholder_is_found_where_it_is() {
+        let frame = format!(
+            r#"{{"type":"x","run_id":"a\"seq","seq":{},"payload":{{"seq":1}}}}"#,
+            u64::MAX
+        );
+        let at = find_placeholder(&frame).unwrap();
+        assert_eq!(Some(at), frame.find(SEQ_PLACEHOLDER));
+        assert_eq!(find_placeholder(r#"{"seq":1}"#), None);
     }
 }

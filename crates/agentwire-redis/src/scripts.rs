@@ -4,8 +4,9 @@
 //! Keys of one user (`P` is the key prefix, `{U}` the user id as a Redis Cluster hash tag, so
 //! a user's keys live on one shard): `P{U}:m`, a hash with the stream's epoch (`e`) and last
 //! `seq` (`s`); `P{U}:l`, a list of the events held for replay, oldest first, each
-//! `<stored-at ms>|<frame>`; and the channel `P{U}:c`, where every event is published as
-//! `<epoch>|<seq>|<frame>`. Both keys expire `max_age` after the stream's last event or
+//! `<stored-at ms>|<frame>`; and the channel `P{U}:c`, where the events of one APPEND are
+//! published as one message, `<epoch>|<first seq>|` followed by `<bytes>|<frame>` for each
+//! (consecutive seqs from the first). Both keys expire `max_age` after the stream's last event or
 //! keep-alive.
 
 /// Drops from the head of the list `l` the events stored `age` ms or more before `now`.
@@ -24,38 +25,14 @@ local function now_ms()
 end
 ";
 
-/// APPEND: KEYS = meta, log; ARGV = epoch prefix, frame head (through `"seq":`), frame tail,
-/// max events, max age ms, channel. Creates the stream if needed (its epoch: the prefix and
-/// Redis's clock in µs), assigns the next `seq`, keeps the frame, trims by count and age,
-/// refreshes the expiry and publishes. Returns `{epoch, seq}`.
+/// APPEND: KEYS = meta, log; ARGV = epoch prefix, max events, max age ms, channel, then for
+/// each event its frame head (through `"seq":`) and frame tail. Creates the stream if needed
+/// (its epoch: the prefix and Redis's clock in µs), reserves the `n` seqs in one step (the
+/// events get consecutive seqs, and no other event of the user lands between them), keeps
+/// the frames, trims by count and age, refreshes the expiry, and publishes all of them as
+/// one message `<epoch>|<first seq>|` followed by `<bytes>|<frame>` for each. Returns
+/// `{epoch, first seq}`.
 pub(crate) const APPEND: &str = r"
-local m, l = KEYS[1], KEYS[2]
-local now, micros = now_ms()
-local epoch = redis.call('HGET', m, 'e')
-if not epoch then
-  epoch = ARGV[1] .. micros
-  redis.call('HSET', m, 'e', epoch, 's', 0)
-end
-local seq = redis.call('HINCRBY', m, 's', 1)
-local frame = ARGV[2] .. seq .. ARGV[3]
-local max_events = tonumber(ARGV[4])
-local age = tonumber(ARGV[5])
-if max_events > 0 then
-  redis.call('RPUSH', l, now .. '|' .. frame)
-  redis.call('LTRIM', l, -max_events, -1)
-  expire_head(l, now, age)
-  redis.call('PEXPIRE', l, age)
-end
-redis.call('PEXPIRE', m, age)
-redis.call('PUBLISH', ARGV[6], epoch .. '|' .. seq .. '|' .. frame)
-return {epoch, seq}
-";
-
-/// APPEND_BATCH: KEYS = meta, log; ARGV = epoch prefix, max events, max age ms, channel, then
-/// for each event its frame head (through `"seq":`) and frame tail. Like APPEND for every
-/// event, with the `n` seqs reserved in one step: the batch gets consecutive seqs, and no
-/// other event of the user lands between them. Returns `{epoch, first seq}`.
-pub(crate) const APPEND_BATCH: &str = r"
 local m, l = KEYS[1], KEYS[2]
 local now, micros = now_ms()
 local epoch = redis.call('HGET', m, 'e')
@@ -65,24 +42,35 @@ if not epoch then
 end
 local max_events = tonumber(ARGV[2])
 local age = tonumber(ARGV[3])
-local channel = ARGV[4]
 local n = math.floor((#ARGV - 4) / 2)
 local first = redis.call('HINCRBY', m, 's', n) - n + 1
+local message = {epoch, '|', first, '|'}
+local entries = {}
+-- Only the last max_events of the batch can stay in the list.
+local keep_from = n - max_events
+local stamp = now .. '|'
 for i = 0, n - 1 do
-  local seq = first + i
-  local frame = ARGV[5 + 2 * i] .. seq .. ARGV[6 + 2 * i]
-  -- Only the last max_events of the batch can stay in the list.
-  if n - i <= max_events then
-    redis.call('RPUSH', l, now .. '|' .. frame)
+  local frame = ARGV[5 + 2 * i] .. (first + i) .. ARGV[6 + 2 * i]
+  local k = #message
+  message[k + 1] = #frame
+  message[k + 2] = '|'
+  message[k + 3] = frame
+  if i >= keep_from then
+    entries[#entries + 1] = stamp .. frame
+    if #entries == 512 then
+      redis.call('RPUSH', l, unpack(entries))
+      entries = {}
+    end
   end
-  redis.call('PUBLISH', channel, epoch .. '|' .. seq .. '|' .. frame)
 end
 if max_events > 0 then
+  if #entries > 0 then redis.call('RPUSH', l, unpack(entries)) end
   redis.call('LTRIM', l, -max_events, -1)
   expire_head(l, now, age)
   redis.call('PEXPIRE', l, age)
 end
 redis.call('PEXPIRE', m, age)
+redis.call('PUBLISH', ARGV[4], table.concat(message))
 return {epoch, first}
 ";
 
@@ -157,7 +145,6 @@ impl Script {
 /// Every script, loaded on each (re)connection.
 pub(crate) struct Scripts {
     pub(crate) append: Script,
-    pub(crate) append_batch: Script,
     pub(crate) attach: Script,
     pub(crate) keepalive: Script,
     pub(crate) touch: Script,
@@ -167,20 +154,13 @@ impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
             append: Script::new(APPEND),
-            append_batch: Script::new(APPEND_BATCH),
             attach: Script::new(ATTACH),
             keepalive: Script::new(KEEPALIVE),
             touch: Script::new(TOUCH),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 5] {
-        [
-            &self.append,
-            &self.append_batch,
-            &self.attach,
-            &self.keepalive,
-            &self.touch,
-        ]
+    pub(crate) fn all(&self) -> [&Script; 4] {
+        [&self.append, &self.attach, &self.keepalive, &self.touch]
     }
 }

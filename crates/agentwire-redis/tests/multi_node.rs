@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use agentwire_server::{Config, DeliveryError, DeliveryStatus, Event};
 use common::*;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 fn start_agent(text: &str) -> Value {
@@ -577,6 +578,101 @@ async fn a_storm_across_two_nodes_leaves_no_connection_subscription_or_key_behin
     let Ok([a, b]) = std::sync::Arc::try_unwrap(nodes) else {
         panic!("the nodes are not shared any more")
     };
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Emits of one user queued together (single events, a batch, and another user's events in
+/// between) are appended by one script and published as one channel message: on the
+/// channel one message each user; every emit is confirmed with its own seq, in emit order,
+/// the batch's consecutive; and the user's connection on the other node gets every event
+/// once, in order, byte for byte as stored.
+#[tokio::test]
+async fn emits_of_one_user_queued_together_are_one_append_and_one_message() {
+    let redis = RedisServer::start().await;
+    let a = Node::start(&redis, Duration::ZERO).await;
+    let b = Node::start(&redis, Duration::ZERO).await;
+    let (mut on_b, _) = connect(&b, "fay", "").await;
+    let mut watcher = redis::Client::open(redis.url())
+        .expect("url")
+        .get_async_pubsub()
+        .await
+        .expect("subscribe");
+    watcher
+        .subscribe(&["aw:{fay}:c", "aw:{gus}:c"])
+        .await
+        .expect("subscribe");
+    let mut messages = watcher.on_message();
+
+    // This test runs on one thread: the publisher runs only once this block has queued all.
+    let emitter = a.server.emitter();
+    let mut confirmations = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let text = format!("fay {i}");
+        confirmations.push(emitter.emit_confirmed("fay", Event::system_message(&text)));
+        expected.push(text);
+        let _ = emitter.emit("gus", Event::system_message(format!("gus {i}")));
+    }
+    let batch = emitter.emit_batch(
+        "fay",
+        (0..3)
+            .map(|i| Event::system_message(format!("fay batch {i}")))
+            .collect(),
+    );
+    expected.extend((0..3).map(|i| format!("fay batch {i}")));
+    confirmations.push(emitter.emit_confirmed("fay", Event::system_message("fay last")));
+    expected.push("fay last".to_owned());
+
+    let mut seqs = Vec::new();
+    for confirmation in confirmations.drain(..10) {
+        seqs.push(confirmation.await.expect("confirmed").seq.expect("seq"));
+    }
+    for receipt in batch.await {
+        seqs.push(receipt.expect("confirmed").seq.expect("seq"));
+    }
+    for confirmation in confirmations {
+        seqs.push(confirmation.await.expect("confirmed").seq.expect("seq"));
+    }
+    assert_eq!(
+        seqs,
+        (1..=14).collect::<Vec<u64>>(),
+        "each emit its own seq, in order"
+    );
+
+    // One message per user on the channels.
+    let mut by_channel = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let message = tokio::time::timeout(PATIENCE, messages.next())
+            .await
+            .expect("a channel message")
+            .expect("subscribed");
+        let payload: String = message.get_payload().expect("text");
+        by_channel.insert(message.get_channel_name().to_owned(), payload);
+    }
+    let fay = &by_channel["aw:{fay}:c"];
+    let gus = &by_channel["aw:{gus}:c"];
+    assert!(
+        fay.split_once('|').expect("epoch").1.starts_with("1|"),
+        "{fay}"
+    );
+    assert_eq!(fay.matches("\"type\":\"system_message\"").count(), 14);
+    assert_eq!(gus.matches("\"type\":\"system_message\"").count(), 10);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), messages.next())
+            .await
+            .is_err(),
+        "no other message"
+    );
+
+    // Node B delivers each event once, in order, exactly as the message carries it.
+    for (i, text) in expected.iter().enumerate() {
+        let frame = next_text(&mut on_b).await;
+        let value: Value = serde_json::from_str(&frame).expect("JSON");
+        assert_eq!(value["seq"], i as u64 + 1, "{value}");
+        assert_eq!(value["payload"]["message"], text.as_str(), "{value}");
+        assert!(fay.contains(&format!("{}|{frame}", frame.len())), "{frame}");
+    }
     a.stop().await;
     b.stop().await;
 }
