@@ -1,6 +1,6 @@
 //! [`RedisEngine`]: the [`Delivery`] over Redis.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use agentwire_server::{
 use agentwire_stream::{Decision, Held, ResetReason, StreamState, decide};
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::timeout;
 
 use crate::config::RedisConfig;
@@ -119,15 +119,54 @@ struct Inner {
     broken: Notify,
     /// Set when a connection came back: the supervisor checks positions.
     recheck: AtomicBool,
-    subs: tokio::sync::Mutex<Subscriptions>,
+    /// Held only briefly, never across a round trip to Redis: attaches of different users
+    /// subscribe concurrently.
+    subs: Mutex<Subscriptions>,
     subscriptions: AtomicUsize,
     metrics: Metrics,
 }
 
+/// This node's subscriptions, one channel per user.
 #[derive(Default)]
 struct Subscriptions {
     sink: Option<PubSubSink>,
-    users: HashSet<Arc<str>>,
+    /// Counts subscription connections: a SUBSCRIBE confirmed on an older one does not count.
+    generation: u64,
+    users: HashMap<Arc<str>, Subscription>,
+}
+
+impl Subscriptions {
+    fn subscribed(&self) -> usize {
+        self.users
+            .values()
+            .filter(|s| matches!(s, Subscription::Subscribed))
+            .count()
+    }
+}
+
+/// Where a user's channel subscription stands. At most one SUBSCRIBE or UNSUBSCRIBE of a
+/// user is in flight at a time; a task that finds one waits for it (the receiver's sender is
+/// dropped when it is done, after the entry was updated) and looks again.
+enum Subscription {
+    /// SUBSCRIBE sent, not yet confirmed.
+    Subscribing(watch::Receiver<()>),
+    /// Confirmed: every event published from now on reaches this node.
+    Subscribed,
+    /// UNSUBSCRIBE sent (the user has no connection here any more).
+    Leaving(watch::Receiver<()>),
+}
+
+impl Subscription {
+    /// An entry whose task went away (an attach dropped mid-way) without updating it: whether
+    /// the channel is subscribed is unknown.
+    fn abandoned(&self) -> bool {
+        match self {
+            Subscription::Subscribed => false,
+            Subscription::Subscribing(waiting) | Subscription::Leaving(waiting) => {
+                waiting.has_changed().is_err()
+            }
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,7 +207,7 @@ impl RedisEngine {
             told: AtomicBool::new(false),
             broken: Notify::new(),
             recheck: AtomicBool::new(false),
-            subs: tokio::sync::Mutex::new(Subscriptions::default()),
+            subs: Mutex::new(Subscriptions::default()),
             subscriptions: AtomicUsize::new(0),
             metrics: Metrics::default(),
             config,
@@ -671,35 +710,53 @@ impl Inner {
     /// Unsubscribes from the users who have no connection here any more, and keeps their
     /// streams `max_age` from now for them to resume.
     async fn forget_leavers(&self, connection: &mut MultiplexedConnection) -> Result<(), String> {
-        let mut subs = self.subs.lock().await;
-        if subs.users.is_empty() {
-            return Ok(());
-        }
-        let joined: HashSet<Arc<str>> = self
-            .local
-            .joined_users()
-            .into_iter()
-            .map(|(user, _)| user)
-            .collect();
-        let leavers: Vec<Arc<str>> = subs
-            .users
-            .iter()
-            .filter(|user| !joined.contains(*user))
-            .cloned()
-            .collect();
-        if leavers.is_empty() {
-            return Ok(());
-        }
-        if let Some(sink) = subs.sink.as_mut() {
+        let (leavers, sink, done) = {
+            let mut subs = lock(&self.subs);
+            if subs.users.is_empty() {
+                return Ok(());
+            }
+            // Decided under the lock that attaches check: a connection that joins after this
+            // finds its user `Leaving` and subscribes again once the UNSUBSCRIBE is through.
+            let joined: HashSet<Arc<str>> = self
+                .local
+                .joined_users()
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+            let leavers: Vec<Arc<str>> = subs
+                .users
+                .iter()
+                .filter(|(user, state)| {
+                    (matches!(state, Subscription::Subscribed) || state.abandoned())
+                        && !joined.contains(*user)
+                })
+                .map(|(user, _)| Arc::clone(user))
+                .collect();
+            if leavers.is_empty() {
+                return Ok(());
+            }
+            let (done, waiting) = watch::channel(());
+            for user in &leavers {
+                subs.users
+                    .insert(Arc::clone(user), Subscription::Leaving(waiting.clone()));
+            }
+            (leavers, subs.sink.clone(), done)
+        };
+        if let Some(mut sink) = sink {
             let channels: Vec<String> = leavers.iter().map(|user| self.channel(user)).collect();
             // A failure here leaves a subscription whose events find no connection: harmless.
             let _ = timeout(self.config.timeout, sink.unsubscribe(channels)).await;
         }
-        for user in &leavers {
-            subs.users.remove(user);
+        {
+            let mut subs = lock(&self.subs);
+            for user in &leavers {
+                if matches!(subs.users.get(user), Some(Subscription::Leaving(_))) {
+                    subs.users.remove(user);
+                }
+            }
+            self.subscriptions.store(subs.subscribed(), Relaxed);
         }
-        self.subscriptions.store(subs.users.len(), Relaxed);
-        drop(subs);
+        drop(done);
         let mut pipe = redis::pipe();
         for user in &leavers {
             self.eval(&mut pipe, &self.scripts.touch, user)
@@ -745,31 +802,36 @@ impl Inner {
                 }
             };
             let (mut sink, mut stream) = pubsub.split();
+            // Attaches fall back while the subscription connection is down, so nothing
+            // subscribes meanwhile: the users joined now are all there is to restore.
+            let users: HashSet<Arc<str>> = self
+                .local
+                .joined_users()
+                .into_iter()
+                .map(|(user, _)| user)
+                .collect();
+            let mut ok = true;
+            for user in &users {
+                if !matches!(
+                    timeout(self.config.timeout, sink.subscribe(self.channel(user))).await,
+                    Ok(Ok(()))
+                ) {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                self.lost("cannot subscribe");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
             {
-                let mut subs = self.subs.lock().await;
-                let users: HashSet<Arc<str>> = self
-                    .local
-                    .joined_users()
+                let mut subs = lock(&self.subs);
+                subs.generation += 1;
+                subs.users = users
                     .into_iter()
-                    .map(|(user, _)| user)
+                    .map(|user| (user, Subscription::Subscribed))
                     .collect();
-                let mut ok = true;
-                for user in &users {
-                    if !matches!(
-                        timeout(self.config.timeout, sink.subscribe(self.channel(user))).await,
-                        Ok(Ok(()))
-                    ) {
-                        ok = false;
-                        break;
-                    }
-                }
-                if !ok {
-                    drop(subs);
-                    self.lost("cannot subscribe");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-                subs.users = users;
                 subs.sink = Some(sink);
                 self.subscriptions.store(subs.users.len(), Relaxed);
             }
@@ -791,8 +853,9 @@ impl Inner {
             *lock(&self.commands) = None;
             self.broken.notify_one();
             {
-                let mut subs = self.subs.lock().await;
+                let mut subs = lock(&self.subs);
                 subs.sink = None;
+                subs.generation += 1;
                 subs.users.clear();
                 self.subscriptions.store(0, Relaxed);
             }
@@ -823,22 +886,61 @@ impl Inner {
         }
     }
 
-    /// Subscribes this node to `user`'s channel (once), waiting for Redis to confirm.
+    /// Subscribes this node to `user`'s channel (once), waiting for Redis to confirm. Only
+    /// this user's own SUBSCRIBE or UNSUBSCRIBE in flight is waited for: attaches of
+    /// different users proceed at once.
     async fn subscribe(&self, user: &Arc<str>) -> Result<(), ()> {
-        let mut subs = self.subs.lock().await;
-        if subs.users.contains(user) {
-            return Ok(());
-        }
-        let channel = self.channel(user);
-        let sink = subs.sink.as_mut().ok_or(())?;
-        match timeout(self.config.timeout, sink.subscribe(channel)).await {
-            Ok(Ok(())) => {
-                subs.users.insert(Arc::clone(user));
-                self.subscriptions.store(subs.users.len(), Relaxed);
-                Ok(())
+        let (mut sink, generation, done) = loop {
+            let mut waiting = {
+                let mut subs = lock(&self.subs);
+                match subs.users.get(user) {
+                    Some(Subscription::Subscribed) => return Ok(()),
+                    Some(
+                        state @ (Subscription::Subscribing(waiting)
+                        | Subscription::Leaving(waiting)),
+                    ) if !state.abandoned() => waiting.clone(),
+                    _ => {
+                        let sink = subs.sink.clone().ok_or(())?;
+                        let (done, waiting) = watch::channel(());
+                        subs.users
+                            .insert(Arc::clone(user), Subscription::Subscribing(waiting));
+                        break (sink, subs.generation, done);
+                    }
+                }
+            };
+            // Ends when the other task drops its sender; then look again.
+            if timeout(self.config.timeout, waiting.changed())
+                .await
+                .is_err()
+            {
+                return Err(());
             }
-            _ => Err(()),
-        }
+        };
+        let confirmed = matches!(
+            timeout(self.config.timeout, sink.subscribe(self.channel(user))).await,
+            Ok(Ok(()))
+        );
+        let mut subs = lock(&self.subs);
+        let result = if subs.generation != generation {
+            // The connection it was confirmed on is gone; the new one subscribed every
+            // joined user itself.
+            if matches!(subs.users.get(user), Some(Subscription::Subscribed)) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        } else if confirmed {
+            subs.users
+                .insert(Arc::clone(user), Subscription::Subscribed);
+            Ok(())
+        } else {
+            subs.users.remove(user);
+            Err(())
+        };
+        self.subscriptions.store(subs.subscribed(), Relaxed);
+        drop(subs);
+        drop(done);
+        result
     }
 
     /// Joins a connection to its user's stream: subscribed first, then the stream's state and

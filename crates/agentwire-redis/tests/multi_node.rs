@@ -676,3 +676,154 @@ async fn emits_of_one_user_queued_together_are_one_append_and_one_message() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A TCP proxy in front of Redis that, on a connection where it has seen `first` sent to
+/// Redis, holds Redis's answers until it has also seen `second`: the first command cannot be
+/// answered until the second was sent. A client that waits for the first answer before it
+/// sends the second never gets one.
+struct OrderingProxy {
+    port: u16,
+    /// Bit 1: `first` seen; bit 2: `second` seen (on any connection).
+    seen: tokio::sync::watch::Receiver<u8>,
+}
+
+impl OrderingProxy {
+    async fn start(redis: &RedisServer, first: &'static str, second: &'static str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = redis.url();
+        let upstream = upstream
+            .trim_start_matches("redis://")
+            .trim_end_matches("/0")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (seen_tx, seen) = tokio::sync::watch::channel(0u8);
+        let seen_tx = std::sync::Arc::new(seen_tx);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("connect to Redis");
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                // Which patterns this connection sent: bit 1 first, bit 2 second.
+                let (mine_tx, mine) = tokio::sync::watch::channel(0u8);
+                let seen_tx = std::sync::Arc::clone(&seen_tx);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut window: Vec<u8> = Vec::new();
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // The tail of the previous read too: a pattern split across reads.
+                        let keep = window.len().saturating_sub(64);
+                        window.drain(..keep);
+                        window.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&window);
+                        let mut bits = 0;
+                        if text.contains(first) {
+                            bits |= 1;
+                        }
+                        if text.contains(second) {
+                            bits |= 2;
+                        }
+                        if bits != 0 {
+                            mine_tx.send_modify(|b| *b |= bits);
+                            seen_tx.send_modify(|b| *b |= bits);
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut mine = mine;
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // Answers wait while only the first was sent.
+                        if mine.wait_for(|b| *b & 1 == 0 || *b & 2 != 0).await.is_err() {
+                            return;
+                        }
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        OrderingProxy { port, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+/// Attaches of different users do not wait for each other's SUBSCRIBE: while Redis's
+/// answer to the first user's SUBSCRIBE is held back (a proxy releases it only once the
+/// second user's SUBSCRIBE was sent on the same connection), the second user's attach sends
+/// its own; both connections then open and get their runs live. An engine that serialized
+/// attaches across the SUBSCRIBE round trip would never send the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_of_different_users_subscribe_at_once() {
+    let redis = RedisServer::start().await;
+    let proxy = OrderingProxy::start(&redis, "aw:{slow}:c", "aw:{fast}:c").await;
+    let mut engine = agentwire_redis::RedisConfig::new(&proxy.url()).expect("config");
+    engine.timeout = PATIENCE;
+    let node = Node::start_engine(engine, Config::default(), Duration::ZERO, false).await;
+
+    let offer = agentwire_auth::testing::offer_header(&token("slow"));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            node.url(""),
+        )
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", offer.parse().expect("header"));
+    let slow = tokio::spawn(async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("handshake");
+        let established = next_json(&mut ws).await;
+        (ws, established)
+    });
+    // The slow user's SUBSCRIBE is out, its answer held.
+    let mut seen = proxy.seen.clone();
+    tokio::time::timeout(PATIENCE, seen.wait_for(|b| *b & 1 != 0))
+        .await
+        .expect("the first SUBSCRIBE in time")
+        .expect("proxy running");
+    assert!(
+        !slow.is_finished(),
+        "the first attach waits for its SUBSCRIBE"
+    );
+
+    let (mut fast, established) = connect(&node, "fast", "").await;
+    assert_eq!(established["type"], "connection_established");
+    let (mut slow, established) = tokio::time::timeout(PATIENCE, slow)
+        .await
+        .expect("the first attach completes")
+        .expect("task");
+    assert_eq!(
+        established["type"], "connection_established",
+        "{established}"
+    );
+    assert_eq!(*proxy.seen.borrow(), 3);
+
+    // Both are subscribed: runs arrive live, in order.
+    for ws in [&mut fast, &mut slow] {
+        send_json(ws, &start_agent("hello")).await;
+        let texts = read_run_texts(ws).await;
+        assert_eq!(seqs(&texts), vec![1, 2, 3, 4, 5]);
+    }
+    node.stop().await;
+}

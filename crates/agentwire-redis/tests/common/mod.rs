@@ -142,8 +142,19 @@ impl Node {
         demo_step: Duration,
         publish: bool,
     ) -> Node {
+        let redis = RedisConfig::new(&redis.url()).expect("redis config");
+        Node::start_engine(redis, config, demo_step, publish).await
+    }
+
+    /// A node whose engine has `redis` (its URL a proxy in front of the test's Redis, say).
+    pub async fn start_engine(
+        redis: RedisConfig,
+        config: Config,
+        demo_step: Duration,
+        publish: bool,
+    ) -> Node {
         let server_config = config;
-        let config = RedisConfig::new(&redis.url()).expect("redis config");
+        let config = redis;
         let mut builder = Server::builder(validator())
             .config(server_config)
             .handler(DemoAgent::new(demo_step))
