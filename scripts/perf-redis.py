@@ -140,12 +140,17 @@ def run_loads(binary, ports, pids, args, connections):
 
 def combine(reports):
     """One report from the load processes' reports: events and events/s summed, node CPU per
-    event = the nodes' summed CPU over their measured windows / the events delivered, latency
+    event = the nodes' summed CPU over the measured windows / the events delivered, latency
     percentiles the highest of the processes', errors and close codes summed."""
     if len(reports) == 1:
         return reports[0]
     events = sum(pc.pick(r, "run.events") or 0 for r in reports)
-    cpu = sum(pc.pick(r, "server.measured_cpu_seconds") or 0 for r in reports)
+    # Each process reports its node's CPU over its own measured window: a node loaded by
+    # several processes (the in-process node) counts once, with the mean of their readings.
+    by_node = {}
+    for r in reports:
+        by_node.setdefault(pc.pick(r, "server.pid"), []).append(pc.pick(r, "server.measured_cpu_seconds") or 0)
+    cpu = sum(statistics.mean(v) for v in by_node.values())
     combined = {
         "run": {
             "events": events,

@@ -11,14 +11,14 @@ use agentwire_server::{
     DeliveryError, EngineHealth, Joined, LocalStreams, Receipt, WindowConfig,
 };
 use agentwire_stream::{Decision, Held, ResetReason, StreamState, decide};
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::timeout;
 
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::scripts::{Script, Scripts};
+use crate::subscriber::{self, Subscriber};
 
 /// The `seq` an event is encoded with before Redis assigns its own; the frame is split there.
 const SEQ_PLACEHOLDER: &str = "\"seq\":18446744073709551615";
@@ -129,7 +129,7 @@ struct Inner {
 /// This node's subscriptions, one channel per user.
 #[derive(Default)]
 struct Subscriptions {
-    sink: Option<PubSubSink>,
+    sink: Option<Subscriber>,
     /// Counts subscription connections: a SUBSCRIBE confirmed on an older one does not count.
     generation: u64,
     users: HashMap<Arc<str>, Subscription>,
@@ -492,7 +492,7 @@ impl Inner {
         }
         let outcome = timeout(
             self.config.timeout,
-            pipe.query_async::<Vec<redis::RedisResult<(redis::Value, u64)>>>(&mut connection),
+            pipe.query_async::<Vec<redis::RedisResult<u64>>>(&mut connection),
         )
         .await;
         match outcome {
@@ -500,7 +500,7 @@ impl Inner {
                 self.metrics.batches.fetch_add(1, Relaxed);
                 for (group, result) in groups.into_iter().zip(results) {
                     match result {
-                        Ok((_epoch, first_seq)) => {
+                        Ok(first_seq) => {
                             let mut next = first_seq;
                             for job in group.jobs {
                                 let elapsed = job.emitted.elapsed();
@@ -742,10 +742,10 @@ impl Inner {
             }
             (leavers, subs.sink.clone(), done)
         };
-        if let Some(mut sink) = sink {
+        if let Some(sink) = sink {
             let channels: Vec<String> = leavers.iter().map(|user| self.channel(user)).collect();
             // A failure here leaves a subscription whose events find no connection: harmless.
-            let _ = timeout(self.config.timeout, sink.unsubscribe(channels)).await;
+            let _ = timeout(self.config.timeout, sink.unsubscribe(&channels)).await;
         }
         {
             let mut subs = lock(&self.subs);
@@ -788,11 +788,16 @@ impl Inner {
         let mut backoff = self.config.min_backoff;
         let mut connected_before = false;
         loop {
-            let pubsub = match timeout(self.config.timeout, self.client.get_async_pubsub()).await {
-                Ok(Ok(pubsub)) => pubsub,
+            let connected = timeout(
+                self.config.timeout,
+                subscriber::connect(self.client.get_connection_info()),
+            )
+            .await;
+            let (sink, connection) = match connected {
+                Ok(Ok(pair)) => pair,
                 other => {
                     let reason = match other {
-                        Ok(Err(error)) => format!("cannot subscribe: {}", kind(&error)),
+                        Ok(Err(error)) => format!("cannot subscribe: {:?}", error.kind()),
                         _ => "subscribing timed out".to_owned(),
                     };
                     self.lost(&reason);
@@ -801,7 +806,8 @@ impl Inner {
                     continue;
                 }
             };
-            let (mut sink, mut stream) = pubsub.split();
+            let driver = connection.run(|channel, payload| self.on_message(channel, payload));
+            tokio::pin!(driver);
             // Attaches fall back while the subscription connection is down, so nothing
             // subscribes meanwhile: the users joined now are all there is to restore.
             let users: HashSet<Arc<str>> = self
@@ -810,19 +816,26 @@ impl Inner {
                 .into_iter()
                 .map(|(user, _)| user)
                 .collect();
-            let mut ok = true;
-            for user in &users {
-                if !matches!(
-                    timeout(self.config.timeout, sink.subscribe(self.channel(user))).await,
-                    Ok(Ok(()))
-                ) {
-                    ok = false;
-                    break;
+            let restore = async {
+                for user in &users {
+                    let channel = self.channel(user);
+                    if !matches!(
+                        timeout(self.config.timeout, sink.subscribe(&channel)).await,
+                        Ok(Ok(()))
+                    ) {
+                        return false;
+                    }
                 }
-            }
-            if !ok {
+                true
+            };
+            let restored = tokio::select! {
+                restored = restore => restored,
+                _ = &mut driver => false,
+            };
+            if !restored {
                 self.lost("cannot subscribe");
                 tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.config.max_backoff);
                 continue;
             }
             {
@@ -843,9 +856,8 @@ impl Inner {
             backoff = self.config.min_backoff;
             self.pubsub_up.store(true, Relaxed);
             self.update_up();
-            while let Some(message) = stream.next().await {
-                self.on_message(&message);
-            }
+            let error = driver.await;
+            tracing::debug!(target: "agentwire::redis", kind = ?error.kind(), "subscription connection ended");
             self.pubsub_up.store(false, Relaxed);
             // The command connection went with it, most likely (Redis restarted): make a new
             // one too rather than find out on the next publish.
@@ -865,11 +877,14 @@ impl Inner {
 
     /// The events of one append from a user's channel: `<epoch>|<first seq>|` followed by
     /// `<bytes>|<frame>` for each, their seqs consecutive from the first.
-    fn on_message(&self, message: &redis::Msg) {
-        let Some(user) = self.user_of_channel(message.get_channel_name()) else {
+    fn on_message(&self, channel: &[u8], payload: &[u8]) {
+        let Some(user) = std::str::from_utf8(channel)
+            .ok()
+            .and_then(|channel| self.user_of_channel(channel))
+        else {
             return;
         };
-        let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
+        let Ok(text) = std::str::from_utf8(payload) else {
             return;
         };
         let Some((epoch, first, frames)) = parse_message(text) else {
@@ -890,7 +905,7 @@ impl Inner {
     /// this user's own SUBSCRIBE or UNSUBSCRIBE in flight is waited for: attaches of
     /// different users proceed at once.
     async fn subscribe(&self, user: &Arc<str>) -> Result<(), ()> {
-        let (mut sink, generation, done) = loop {
+        let (sink, generation, done) = loop {
             let mut waiting = {
                 let mut subs = lock(&self.subs);
                 match subs.users.get(user) {
@@ -917,7 +932,7 @@ impl Inner {
             }
         };
         let confirmed = matches!(
-            timeout(self.config.timeout, sink.subscribe(self.channel(user))).await,
+            timeout(self.config.timeout, sink.subscribe(&self.channel(user))).await,
             Ok(Ok(()))
         );
         let mut subs = lock(&self.subs);

@@ -31,9 +31,10 @@
 //!   the expiry and publishes in one step. Emits never wait: they are encoded once and queued
 //!   (bounded: past [`RedisConfig::queue_events`], emits fail as `overloaded` rather than
 //!   grow memory while Redis is slow), and one task sends them in pipelined batches of up to
-//!   [`RedisConfig::batch_events`] scripts per round trip, in emit order. A batch
-//!   ([`Emitter::emit_batch`](agentwire_server::Emitter::emit_batch), the publish API) is
-//!   one script that reserves its `n` seqs at once: consecutive, with no other node's event
+//!   [`RedisConfig::batch_events`] emits per round trip, in emit order. The emits of one user
+//!   in a batch are one script (their seqs reserved in one step, consecutive) and one channel
+//!   message. A batch ([`Emitter::emit_batch`](agentwire_server::Emitter::emit_batch), the
+//!   publish API) is likewise appended whole: consecutive seqs, with no other node's event
 //!   between them.
 //! - **Live fan-out by pub/sub, one channel per user** (`aw:{<user>}:c`): a node subscribes
 //!   to the channels of the users it holds connections for, so each event goes only to the
@@ -57,10 +58,12 @@
 //!   its client resumes.
 //!
 //! The client is redis-rs (the `redis` crate): the most used Redis client for Rust, kept by
-//! the Redis organisation, with the multiplexed connection, pipelines, scripts and the
-//! split pub/sub connection this engine needs on tokio, and nothing more compiled in (fred
-//! brings its own reconnection and pooling layer, which the engine does itself to report
-//! health and metrics).
+//! the Redis organisation, with the multiplexed connection, pipelines and scripts this
+//! engine needs on tokio, and nothing more compiled in (fred brings its own reconnection and
+//! pooling layer, which the engine does itself to report health and metrics). The
+//! subscription connection is the engine's own (RESP2 `SUBSCRIBE`/`UNSUBSCRIBE` and channel
+//! messages read in place): redis-rs's generic reply parser was the largest single cost of a
+//! node per event received.
 //!
 //! Metrics (in `/metrics`): `agentwire_redis_up`, `agentwire_redis_published_total`,
 //! `agentwire_redis_publish_failures_total{reason}`, `agentwire_redis_publish_latency_seconds`
@@ -71,6 +74,7 @@ mod engine;
 mod error;
 mod metrics;
 mod scripts;
+mod subscriber;
 
 pub use config::{DEFAULT_BATCH_EVENTS, DEFAULT_QUEUE_EVENTS, RedisConfig};
 pub use engine::RedisEngine;

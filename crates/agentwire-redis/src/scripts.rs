@@ -30,8 +30,8 @@ end
 /// (its epoch: the prefix and Redis's clock in µs), reserves the `n` seqs in one step (the
 /// events get consecutive seqs, and no other event of the user lands between them), keeps
 /// the frames, trims by count and age, refreshes the expiry, and publishes all of them as
-/// one message `<epoch>|<first seq>|` followed by `<bytes>|<frame>` for each. Returns
-/// `{epoch, first seq}`.
+/// one message `<epoch>|<first seq>|` followed by `<bytes>|<frame>` for each. Returns the
+/// first seq (an integer reply: the cheapest to read back).
 pub(crate) const APPEND: &str = r"
 local m, l = KEYS[1], KEYS[2]
 local now, micros = now_ms()
@@ -71,7 +71,7 @@ if max_events > 0 then
 end
 redis.call('PEXPIRE', m, age)
 redis.call('PUBLISH', ARGV[4], table.concat(message))
-return {epoch, first}
+return first
 ";
 
 /// ATTACH: KEYS = meta, log; ARGV = epoch prefix, client epoch (or empty), since (or -1),
