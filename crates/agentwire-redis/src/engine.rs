@@ -1,7 +1,7 @@
 //! [`RedisEngine`]: the [`Delivery`] over Redis.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use tokio::time::timeout;
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::scripts::{Script, Scripts};
-use crate::subscriber::{self, Subscriber};
+use crate::wire::{self, Answer, Publisher, Subscriber};
 
 /// The `seq` an event is encoded with before Redis assigns its own; the frame is split there.
 const SEQ_PLACEHOLDER: &str = "\"seq\":18446744073709551615";
@@ -110,6 +110,9 @@ struct Inner {
     /// The command connection, while it works.
     commands: Mutex<Option<MultiplexedConnection>>,
     commands_up: AtomicBool,
+    /// Command connections made so far: the publishing connection is made again after a
+    /// reconnection (the one it had may lead to a Redis that restarted).
+    links: AtomicU64,
     pubsub_up: AtomicBool,
     /// Why Redis counts as unreachable (for `/ws/health`).
     down_reason: Mutex<String>,
@@ -202,6 +205,7 @@ impl RedisEngine {
             queued: AtomicUsize::new(0),
             commands: Mutex::new(None),
             commands_up: AtomicBool::new(false),
+            links: AtomicU64::new(0),
             pubsub_up: AtomicBool::new(false),
             down_reason: Mutex::new(CONNECTING.to_owned()),
             told: AtomicBool::new(false),
@@ -445,63 +449,105 @@ impl Inner {
         }
     }
 
-    /// Publishes queued events, a pipelined batch of jobs per round trip, in emit order.
+    /// Publishes queued events, a pipelined batch of jobs per round trip, in emit order, on
+    /// a connection of its own.
     async fn publish(self: Arc<Self>, mut receiver: mpsc::Receiver<Job>) {
         let max = self.config.batch_events;
         let mut batch: Vec<Job> = Vec::with_capacity(max);
+        let mut publisher: Option<(u64, Publisher)> = None;
         loop {
             if receiver.recv_many(&mut batch, max).await == 0 {
                 return;
             }
             let events: usize = batch.iter().map(Job::len).sum();
-            self.send(&mut batch, events).await;
+            self.send(&mut batch, events, &mut publisher).await;
             self.queued.fetch_sub(events, Relaxed);
+        }
+    }
+
+    /// Fails every job of `batch` with `error` (counted).
+    fn fail_all(&self, batch: &mut Vec<Job>, events: usize, error: DeliveryError) {
+        let error = self.failed(error, events);
+        for job in batch.drain(..) {
+            job.confirm(|_| Err(error));
         }
     }
 
     /// Sends `batch` (`events` events in all) in one pipeline and confirms each event. The
     /// jobs of one user are appended by one script and published as one channel message, in
     /// emit order: consecutive seqs, one round of script overhead, one message to parse on
-    /// every node.
-    async fn send(&self, batch: &mut Vec<Job>, events: usize) {
-        let connection = lock(&self.commands).clone();
-        let Some(mut connection) = connection else {
-            let error = self.failed(DeliveryError::Unavailable, events);
-            for job in batch.drain(..) {
-                job.confirm(|_| Err(error));
-            }
-            return;
-        };
-        let groups = group_by_user(batch);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for group in &groups {
-            let user = &group.jobs[0].user;
-            let command = self
-                .eval(&mut pipe, &self.scripts.append, user)
-                .arg(&self.epoch_prefix)
-                .arg(self.window.max_events)
-                .arg(self.max_age_ms)
-                .arg(self.channel(user));
-            for job in &group.jobs {
-                for encoded in std::iter::once(&job.first).chain(&job.rest) {
-                    let (head, tail) = encoded.halves();
-                    command.arg(head).arg(tail);
+    /// every node. `publisher` is the publishing connection and the connection count it was
+    /// made in: a new one is made after Redis was reconnected.
+    async fn send(
+        &self,
+        batch: &mut Vec<Job>,
+        events: usize,
+        publisher: &mut Option<(u64, Publisher)>,
+    ) {
+        if !self.is_up() {
+            return self.fail_all(batch, events, DeliveryError::Unavailable);
+        }
+        let links = self.links.load(Relaxed);
+        if publisher.as_ref().is_none_or(|(made, _)| *made != links) {
+            *publisher = None;
+            let script = &self.scripts.append;
+            let connected = timeout(
+                self.config.timeout,
+                Publisher::connect(
+                    self.client.get_connection_info(),
+                    &script.code,
+                    &script.hash,
+                ),
+            )
+            .await;
+            match connected {
+                Ok(Ok(connection)) => *publisher = Some((links, connection)),
+                other => {
+                    let reason = match other {
+                        Ok(Err(error)) => format!("cannot publish: {:?}", error.kind()),
+                        _ => "connecting to publish timed out".to_owned(),
+                    };
+                    tracing::warn!(target: "agentwire::redis", events, %reason, "publish failed");
+                    self.fail_all(batch, events, DeliveryError::Unavailable);
+                    self.lost(&reason);
+                    self.broken.notify_one();
+                    return;
                 }
             }
         }
-        let outcome = timeout(
-            self.config.timeout,
-            pipe.query_async::<Vec<redis::RedisResult<u64>>>(&mut connection),
-        )
-        .await;
+        let Some((_, connection)) = publisher.as_mut() else {
+            return self.fail_all(batch, events, DeliveryError::Unavailable);
+        };
+        let groups = group_by_user(batch);
+        let prefix = self.config.key_prefix.as_bytes();
+        for group in &groups {
+            let user = group.jobs[0].user.as_bytes();
+            connection.command(9 + 2 * group.events);
+            connection.arg(b"EVALSHA");
+            connection.arg(self.scripts.append.hash.as_bytes());
+            connection.arg(b"2");
+            connection.arg_parts(&[prefix, b"{", user, b"}:m"]);
+            connection.arg_parts(&[prefix, b"{", user, b"}:l"]);
+            connection.arg(self.epoch_prefix.as_bytes());
+            connection.arg_number(self.window.max_events as u64);
+            connection.arg_number(self.max_age_ms);
+            connection.arg_parts(&[prefix, b"{", user, b"}:c"]);
+            for job in &group.jobs {
+                for encoded in std::iter::once(&job.first).chain(&job.rest) {
+                    let (head, tail) = encoded.halves();
+                    connection.arg(head.as_bytes());
+                    connection.arg(tail.as_bytes());
+                }
+            }
+        }
+        let outcome = timeout(self.config.timeout, connection.round_trip()).await;
         match outcome {
-            Ok(Ok(results)) if results.len() == groups.len() => {
+            Ok(Ok(answers)) if answers.len() == groups.len() => {
                 self.metrics.batches.fetch_add(1, Relaxed);
-                for (group, result) in groups.into_iter().zip(results) {
-                    match result {
-                        Ok(first_seq) => {
-                            let mut next = first_seq;
+                for (group, answer) in groups.into_iter().zip(answers) {
+                    match answer {
+                        Answer::Integer(first_seq) => {
+                            let mut next = u64::try_from(first_seq).unwrap_or_default();
                             for job in group.jobs {
                                 let elapsed = job.emitted.elapsed();
                                 let first = next;
@@ -512,10 +558,15 @@ impl Inner {
                                 job.confirm(|i| Ok(Receipt::new(Some(first + i), 0)));
                             }
                         }
-                        Err(error) => {
+                        Answer::Error(text) => {
                             // This user's script failed (say, Redis is out of memory); the
                             // others in the pipeline stand.
-                            tracing::warn!(target: "agentwire::redis", events = group.events, reason = kind(&error), "append failed");
+                            let reason = text.split(' ').next().unwrap_or_default();
+                            tracing::warn!(target: "agentwire::redis", events = group.events, reason, "append failed");
+                            if reason == "NOSCRIPT" {
+                                // Redis's script cache was flushed: load it again.
+                                *publisher = None;
+                            }
                             let error = self.failed(DeliveryError::Unknown, group.events);
                             for job in group.jobs {
                                 job.confirm(|_| Err(error));
@@ -526,10 +577,11 @@ impl Inner {
             }
             other => {
                 let reason = match other {
-                    Ok(Err(error)) => format!("publishing failed: {}", kind(&error)),
+                    Ok(Err(error)) => format!("publishing failed: {:?}", error.kind()),
                     Err(_) => "publishing timed out".to_owned(),
                     Ok(Ok(_)) => "publishing answered a short batch".to_owned(),
                 };
+                *publisher = None;
                 tracing::warn!(target: "agentwire::redis", events, %reason, "publish failed");
                 let error = self.failed(DeliveryError::Unknown, events);
                 for job in groups.into_iter().flat_map(|group| group.jobs) {
@@ -611,6 +663,7 @@ impl Inner {
             connected_before = true;
             backoff = self.config.min_backoff;
             *lock(&self.commands) = Some(connection.clone());
+            self.links.fetch_add(1, Relaxed);
             self.commands_up.store(true, Relaxed);
             self.update_up();
             tracing::info!(target: "agentwire::redis", url = self.config.display_url(), "connected to Redis");
@@ -790,7 +843,7 @@ impl Inner {
         loop {
             let connected = timeout(
                 self.config.timeout,
-                subscriber::connect(self.client.get_connection_info()),
+                wire::connect(self.client.get_connection_info()),
             )
             .await;
             let (sink, connection) = match connected {

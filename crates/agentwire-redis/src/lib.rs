@@ -74,7 +74,7 @@ mod engine;
 mod error;
 mod metrics;
 mod scripts;
-mod subscriber;
+mod wire;
 
 pub use config::{DEFAULT_BATCH_EVENTS, DEFAULT_QUEUE_EVENTS, RedisConfig};
 pub use engine::RedisEngine;

@@ -827,3 +827,61 @@ async fn attaches_of_different_users_subscribe_at_once() {
     }
     node.stop().await;
 }
+
+/// A Redis URL with a database number other than 0: every connection of the engine (the
+/// publishing one included) uses that database, so a run's events are stored there and a
+/// client resumes from them.
+#[tokio::test]
+async fn a_database_other_than_0_holds_the_streams() {
+    let redis = RedisServer::start().await;
+    let url = redis.url().replace("/0", "/3");
+    let node = Node::start_engine(
+        agentwire_redis::RedisConfig::new(&url).expect("config"),
+        Config::default(),
+        Duration::ZERO,
+        false,
+    )
+    .await;
+    let (mut ws, established) = connect(&node, "ida", "").await;
+    send_json(&mut ws, &start_agent("hello")).await;
+    let texts = read_run_texts(&mut ws).await;
+    assert_eq!(seqs(&texts), vec![1, 2, 3, 4, 5]);
+    drop(ws);
+
+    let mut db3 = redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let held: u64 = redis::cmd("LLEN")
+        .arg("aw:{ida}:l")
+        .query_async(&mut db3)
+        .await
+        .expect("LLEN");
+    assert_eq!(held, 5);
+    let mut db0 = redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("aw:*")
+        .query_async(&mut db0)
+        .await
+        .expect("KEYS");
+    assert!(keys.is_empty(), "{keys:?}");
+
+    // A resume on the same node replays from database 3.
+    let epoch = established["payload"]["stream"]["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    let (mut again, resumed) = connect(&node, "ida", &format!("?epoch={epoch}&since=2")).await;
+    assert_eq!(
+        resumed["payload"]["resume"]["status"], "resumed",
+        "{resumed}"
+    );
+    let replayed: Vec<String> = vec![
+        next_text(&mut again).await,
+        next_text(&mut again).await,
+        next_text(&mut again).await,
+    ];
+    assert_eq!(replayed, texts[2..].to_vec());
+    node.stop().await;
+}

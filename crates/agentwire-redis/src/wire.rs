@@ -1,11 +1,13 @@
-//! The subscription connection, spoken directly: RESP2 `SUBSCRIBE`, `UNSUBSCRIBE` and the
-//! channel messages that come back, read in place from one buffer.
+//! The engine's two busiest connections, spoken directly in RESP2: the subscription
+//! connection (`SUBSCRIBE`, `UNSUBSCRIBE` and the channel messages that come back, read in
+//! place from one buffer) and the publishing connection (pipelines of `EVALSHA` APPEND
+//! written straight from the encoded frames, integer replies read back).
 //!
-//! redis-rs's pub/sub connection turns every message into a generic `Value` with its
-//! parser-combinator decoder and copies channel and payload into vectors of their own; under
-//! load that was the largest single share of a node's CPU per event (callgrind: 39.5 M of
-//! 213 M instructions for 3,000 runs). Here a message is located in the read buffer and
-//! handed on as two slices. Commands and the rest stay on redis-rs.
+//! redis-rs turns every reply into a generic `Value` with its parser-combinator decoder,
+//! copies each bulk string into a vector of its own, and copies each command's arguments
+//! twice before they reach the socket; under load those were the largest shares of a node's
+//! CPU per event beyond the in-process engine's. The other commands (attach, keep-alive,
+//! scripts' loading on the command connection) stay on redis-rs.
 
 use std::collections::VecDeque;
 use std::io;
@@ -86,77 +88,89 @@ pub(crate) struct Connection {
     requests: mpsc::UnboundedReceiver<Request>,
 }
 
-/// Opens a connection to the Redis of `info` and authenticates as it says (RESP2; the
-/// database number does not matter to pub/sub). TCP and Unix sockets; TLS is not built in.
-pub(crate) async fn connect(info: &redis::ConnectionInfo) -> io::Result<(Subscriber, Connection)> {
-    let stream: Box<dyn Stream> = match info.addr() {
-        ConnectionAddr::Tcp(host, port) => {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-            stream.set_nodelay(true)?;
-            Box::new(stream)
-        }
-        ConnectionAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this kind of Redis address is not supported",
-            ));
-        }
-    };
-    let (requests_tx, requests) = mpsc::unbounded_channel();
-    let mut connection = Connection {
-        stream,
-        buffer: Vec::with_capacity(64 * 1024),
-        requests,
-    };
-    let settings = info.redis_settings();
-    if let Some(password) = settings.password() {
-        let mut args = Vec::with_capacity(2);
-        if let Some(user) = settings.username() {
-            args.push(user);
-        }
-        args.push(password);
-        connection.stream.write_all(&encode("AUTH", &args)).await?;
-        match connection.next_reply().await? {
-            Owned::Ok => {}
+/// A connection to Redis, authenticated, with its read buffer.
+struct Link {
+    stream: Box<dyn Stream>,
+    buffer: Vec<u8>,
+}
+
+/// A reply of a [`Link`], owned.
+#[derive(Debug)]
+enum Owned {
+    Ok,
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Error(String),
+    Other,
+}
+
+impl Link {
+    /// Connects to the Redis of `info` and authenticates as it says (RESP2). TCP and Unix
+    /// sockets; TLS is not built in.
+    async fn open(info: &redis::ConnectionInfo) -> io::Result<Link> {
+        let stream: Box<dyn Stream> = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                Box::new(stream)
+            }
+            ConnectionAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
             _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "this kind of Redis address is not supported",
+                ));
+            }
+        };
+        let mut link = Link {
+            stream,
+            buffer: Vec::with_capacity(64 * 1024),
+        };
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut args = Vec::with_capacity(2);
+            if let Some(user) = settings.username() {
+                args.push(user);
+            }
+            args.push(password);
+            if !matches!(link.ask(&encode("AUTH", &args)).await?, Owned::Ok) {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     "Redis refused the credentials",
                 ));
             }
         }
+        Ok(link)
     }
-    Ok((
-        Subscriber {
-            requests: requests_tx,
-        },
-        connection,
-    ))
-}
 
-/// A reply read before the connection runs (to AUTH).
-enum Owned {
-    Ok,
-    Other,
-}
+    /// Sends `command` and reads its reply.
+    async fn ask(&mut self, command: &[u8]) -> io::Result<Owned> {
+        self.stream.write_all(command).await?;
+        self.reply().await
+    }
 
-impl Connection {
-    /// Reads one reply (AUTH's) before the connection runs.
-    async fn next_reply(&mut self) -> io::Result<Owned> {
+    /// Reads one reply.
+    async fn reply(&mut self) -> io::Result<Owned> {
         loop {
             match parse(&self.buffer) {
                 Err(()) => return Err(protocol_error()),
                 Ok(Some((reply, used))) => {
                     let owned = match reply {
                         Reply::Simple(b"OK") => Owned::Ok,
+                        Reply::Integer(n) => Owned::Integer(n),
+                        Reply::Bulk(bytes) => Owned::Bulk(bytes.to_vec()),
+                        Reply::Error(text) => {
+                            Owned::Error(String::from_utf8_lossy(text).into_owned())
+                        }
                         _ => Owned::Other,
                     };
                     self.buffer.drain(..used);
                     return Ok(owned);
                 }
                 Ok(None) => {
-                    self.buffer.reserve(4096);
+                    if self.buffer.capacity() - self.buffer.len() < 4096 {
+                        self.buffer.reserve(64 * 1024);
+                    }
                     if self.stream.read_buf(&mut self.buffer).await? == 0 {
                         return Err(io::ErrorKind::UnexpectedEof.into());
                     }
@@ -164,7 +178,148 @@ impl Connection {
             }
         }
     }
+}
 
+/// Opens a subscription connection to the Redis of `info` (the database number does not
+/// matter to pub/sub).
+pub(crate) async fn connect(info: &redis::ConnectionInfo) -> io::Result<(Subscriber, Connection)> {
+    let link = Link::open(info).await?;
+    let (requests_tx, requests) = mpsc::unbounded_channel();
+    Ok((
+        Subscriber {
+            requests: requests_tx,
+        },
+        Connection {
+            stream: link.stream,
+            buffer: link.buffer,
+            requests,
+        },
+    ))
+}
+
+/// The publishing connection: one pipeline of `EVALSHA` commands at a time, written
+/// straight into one buffer, and their replies read back in order.
+pub(crate) struct Publisher {
+    link: Link,
+    out: Vec<u8>,
+    commands: usize,
+}
+
+/// One command's reply in a [`Publisher`]'s round trip.
+pub(crate) enum Answer {
+    /// An integer reply.
+    Integer(i64),
+    /// An error reply, with its text.
+    Error(String),
+}
+
+impl Publisher {
+    /// Connects to the Redis of `info`, selects its database and loads `script` (whose SHA1
+    /// is `hash`).
+    pub(crate) async fn connect(
+        info: &redis::ConnectionInfo,
+        script: &str,
+        hash: &str,
+    ) -> io::Result<Publisher> {
+        let mut link = Link::open(info).await?;
+        let db = info.redis_settings().db();
+        if db != 0
+            && !matches!(
+                link.ask(&encode("SELECT", &[&db.to_string()])).await?,
+                Owned::Ok
+            )
+        {
+            return Err(io::Error::other("Redis refused SELECT"));
+        }
+        match link.ask(&encode("SCRIPT", &["LOAD", script])).await? {
+            Owned::Bulk(loaded) if loaded == hash.as_bytes() => {}
+            other => {
+                return Err(io::Error::other(format!(
+                    "cannot load the script: {other:?}"
+                )));
+            }
+        }
+        Ok(Publisher {
+            link,
+            out: Vec::with_capacity(64 * 1024),
+            commands: 0,
+        })
+    }
+
+    /// Starts a command of `args` arguments (its name included); write them with
+    /// [`arg`](Self::arg).
+    pub(crate) fn command(&mut self, args: usize) {
+        self.commands += 1;
+        self.out.push(b'*');
+        self.number(args as u64);
+    }
+
+    /// Writes one argument.
+    pub(crate) fn arg(&mut self, bytes: &[u8]) {
+        self.out.push(b'$');
+        self.number(bytes.len() as u64);
+        self.out.extend_from_slice(bytes);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes one argument made of `parts`, one after the other.
+    pub(crate) fn arg_parts(&mut self, parts: &[&[u8]]) {
+        self.out.push(b'$');
+        self.number(parts.iter().map(|p| p.len() as u64).sum());
+        for part in parts {
+            self.out.extend_from_slice(part);
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes an integer argument.
+    pub(crate) fn arg_number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let text = decimal(n, &mut digits);
+        self.arg(text);
+    }
+
+    /// `n` and CRLF.
+    fn number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let text = decimal(n, &mut digits);
+        self.out.extend_from_slice(text);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Sends the commands written since the last round trip and reads their replies, in
+    /// order. On an error the connection is no longer usable.
+    pub(crate) async fn round_trip(&mut self) -> io::Result<Vec<Answer>> {
+        let commands = std::mem::take(&mut self.commands);
+        let sent = self.link.stream.write_all(&self.out).await;
+        self.out.clear();
+        sent?;
+        let mut answers = Vec::with_capacity(commands);
+        for _ in 0..commands {
+            answers.push(match self.link.reply().await? {
+                Owned::Integer(n) => Answer::Integer(n),
+                Owned::Error(text) => Answer::Error(text),
+                _ => return Err(protocol_error()),
+            });
+        }
+        Ok(answers)
+    }
+}
+
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+impl Connection {
     /// Sends the commands [`Subscriber`]s make and hands each channel message to `on_message`
     /// (channel, payload), until the connection fails or ends. Requests still waiting then
     /// fail.
@@ -275,7 +430,11 @@ fn handle(
             None => false,
         },
         // Nothing else is asked for on this connection.
-        Reply::Simple(_) | Reply::Push { .. } | Reply::Other => false,
+        Reply::Simple(_)
+        | Reply::Integer(_)
+        | Reply::Bulk(_)
+        | Reply::Push { .. }
+        | Reply::Other => false,
     }
 }
 
@@ -290,6 +449,10 @@ enum Reply<'a> {
     Simple(&'a [u8]),
     /// `-...`
     Error(&'a [u8]),
+    /// `:...`
+    Integer(i64),
+    /// `$...` at the top level (a null one is empty).
+    Bulk(&'a [u8]),
     /// An array of three bulk strings or integers: a channel message or a confirmation.
     Push {
         kind: &'a [u8],
@@ -325,9 +488,9 @@ fn parse(buffer: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ()> {
     match kind {
         b'+' => Ok(Some((Reply::Simple(rest), at))),
         b'-' => Ok(Some((Reply::Error(rest), at))),
-        b':' => Ok(Some((Reply::Other, at))),
+        b':' => Ok(Some((Reply::Integer(number(rest)?), at))),
         b'$' => match bulk(buffer, rest, at)? {
-            Some((_, next)) => Ok(Some((Reply::Other, next))),
+            Some((bytes, next)) => Ok(Some((Reply::Bulk(bytes), next))),
             None => Ok(None),
         },
         b'*' => {
@@ -443,6 +606,19 @@ mod tests {
         assert!(parse(b"*x\r\n").is_err());
         assert!(parse(b"\r\n").is_err());
         assert!(parse(b"*1\r\n*1\r\n:1\r\n").is_err());
+    }
+
+    #[test]
+    fn integers_and_bulk_strings_at_the_top() {
+        assert_eq!(parse(b":42\r\n").unwrap(), Some((Reply::Integer(42), 5)));
+        assert_eq!(
+            parse(b"$2\r\nab\r\n").unwrap(),
+            Some((Reply::Bulk(b"ab"), 8))
+        );
+        assert_eq!(parse(b"$2\r\nab").unwrap(), None);
+        let mut digits = [0u8; 20];
+        assert_eq!(decimal(0, &mut digits), b"0");
+        assert_eq!(decimal(u64::MAX, &mut digits), b"18446744073709551615");
     }
 
     #[test]
