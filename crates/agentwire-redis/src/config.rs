@@ -45,7 +45,8 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     /// A configuration for the Redis at `url` (`redis://[user:password@]host[:port][/db]`,
-    /// or `rediss://` for TLS where the client was built with it), with the defaults.
+    /// or `redis+unix:///path` for a Unix socket; TLS, `rediss://`, is not built in), with
+    /// the defaults.
     ///
     /// # Errors
     ///

@@ -60,10 +60,12 @@
 //! The client is redis-rs (the `redis` crate): the most used Redis client for Rust, kept by
 //! the Redis organisation, with the multiplexed connection, pipelines and scripts this
 //! engine needs on tokio, and nothing more compiled in (fred brings its own reconnection and
-//! pooling layer, which the engine does itself to report health and metrics). The
-//! subscription connection is the engine's own (RESP2 `SUBSCRIBE`/`UNSUBSCRIBE` and channel
-//! messages read in place): redis-rs's generic reply parser was the largest single cost of a
-//! node per event received.
+//! pooling layer, which the engine does itself to report health and metrics). The two
+//! connections every event crosses are the engine's own, in RESP2: the publishing one
+//! (pipelines of APPEND written straight from the encoded frames) and the subscription one
+//! (`SUBSCRIBE`/`UNSUBSCRIBE`, channel messages read in place). Through redis-rs, its
+//! argument copies and generic reply parser were most of what a node spent per event beyond
+//! the in-process engine.
 //!
 //! Metrics (in `/metrics`): `agentwire_redis_up`, `agentwire_redis_published_total`,
 //! `agentwire_redis_publish_failures_total{reason}`, `agentwire_redis_publish_latency_seconds`

@@ -467,8 +467,11 @@ enum Reply<'a> {
 /// buffer ends first.
 fn line(buffer: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buffer.get(at..)?;
-    let end = memchr::memmem::find(rest, b"\r\n")?;
-    Some((&rest[..end], at + end + 2))
+    // A line holds no LF of its own (bulk strings are read by length, not by line): the
+    // first LF ends it; a line that does not end in CRLF fails to parse as a number.
+    let end = memchr::memchr(b'\n', rest)?;
+    let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+    Some((line, at + end + 1))
 }
 
 fn number(digits: &[u8]) -> Result<i64, ()> {
