@@ -20,6 +20,7 @@ redis-server's CPU per published event (its /proc/PID/stat over the whole load, 
     cargo build --release -p agentwire-cli --bin agentwire
     python3 scripts/perf-redis.py --repeats 3                  # 1,000 busy connections, 1 node
     python3 scripts/perf-redis.py --repeats 3 --nodes 2        # the same over 2 Redis nodes
+    python3 scripts/perf-redis.py --repeats 3 --nodes 2 --in-process-nodes 2   # against 2 in-process nodes
     python3 scripts/perf-redis.py --repeats 3 --connections 100
     python3 scripts/perf-redis.py --repeats 1 --rate 1000      # open loop: 1,000 runs/s in all
 
@@ -175,13 +176,14 @@ def combine(reports):
     return combined
 
 
-def measure(binary, engine, args, connections, nodes):
-    """One measurement: `nodes` nodes (the Redis engine, sharing one redis-server) or one
-    in-process node, loaded by `nodes` load processes at once."""
+def measure(binary, engine, args, connections, nodes, in_process_nodes=1):
+    """One measurement: `nodes` nodes (the Redis engine, sharing one redis-server) or
+    `in_process_nodes` in-process nodes (each on its own), loaded by `nodes` load processes at
+    once."""
     redis, redis_port = (None, None)
     if engine == "redis":
         redis, redis_port = start_redis()
-    count = nodes if engine == "redis" else 1
+    count = nodes if engine == "redis" else in_process_nodes
     ports = [pc.free_port() for _ in range(count)]
     procs = []
     try:
@@ -266,6 +268,9 @@ def main():
                         help="Redis nodes sharing the redis-server; the connections (and --rate) are split "
                              "over one load process per node, and the in-process node gets the same load "
                              "processes (default 1)")
+    parser.add_argument("--in-process-nodes", type=int, default=1, choices=(1, 2),
+                        help="in-process nodes to compare with (each serving its own load process's "
+                             "users; at most --nodes; default 1)")
     parser.add_argument("--json", help="write every report to this file")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -282,7 +287,8 @@ def main():
         order = ["in_process", "redis"] if i % 2 == 0 else ["redis", "in_process"]
         for engine in order:
             loadavg_before = pc.loadavg()
-            report = measure(args.bin, engine, load_args, args.connections, args.nodes)
+            report = measure(args.bin, engine, load_args, args.connections, args.nodes,
+                             min(args.in_process_nodes, args.nodes))
             results[engine].append(report)
             report["loadavg_before"] = loadavg_before
             print(f"[{i + 1}] {engine}: load average {loadavg_before} events/s={pc.pick(report, 'run.events_per_sec')} "
@@ -294,7 +300,8 @@ def main():
             json.dump(results, f, indent=1)
     local, redis = results["in_process"], results["redis"]
     print(f"\n`{redis[0]['command']}` x{args.nodes} at once (x{args.repeats} each, alternating); "
-          f"Redis: {args.nodes} node(s), in-process: 1 node; 1-minute load average before the runs "
+          f"Redis: {args.nodes} node(s), in-process: {min(args.in_process_nodes, args.nodes)} node(s); "
+          f"1-minute load average before the runs "
           f"{min(r['loadavg_before'][0] for v in results.values() for r in v)} to "
           f"{max(r['loadavg_before'][0] for v in results.values() for r in v)}\n")
     print("| figure | in-process | Redis | ratio |")
