@@ -8,6 +8,10 @@
 #   scripts/perf-callgrind.sh runs baseline       # the same against agentwire-baseline
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
 #   SERVER_ARGS="--replay-max-events 0" scripts/perf-callgrind.sh runs agentwire  # extra serve flags
+#   scripts/perf-callgrind.sh runs bridged        # agentwire --agent-url to agentwire-ndjson-agent
+#
+# `bridged` forwards every run to agentwire-ndjson-agent (agentwire-benches, one thread, not
+# under callgrind) with the service token on; only agentwire's instructions are counted.
 #
 # The server runs under callgrind on a free loopback port; a warm-up pass runs first, then
 # the counters are zeroed, the measured workload runs, and the counters are dumped. Prints
@@ -20,6 +24,7 @@ kind="${2:?usage: $0 runs|connections agentwire|baseline}"
 # server.
 BIN="${BIN:-$(dirname "$0")/../target/release/agentwire}"
 BASELINE_BIN="${BASELINE_BIN:-$(dirname "$0")/../target/release/agentwire-baseline}"
+NDJSON_AGENT_BIN="${NDJSON_AGENT_BIN:-$(dirname "$0")/../target/release/agentwire-ndjson-agent}"
 OUT="${OUT:-/tmp/agentwire-callgrind-$mode-$kind.out}"
 SECRET="perf-callgrind-secret-of-at-least-32-bytes"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -28,6 +33,13 @@ case "$kind" in
 agentwire) server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
     --rate-limit-per-sec 0 --log-format json ${SERVER_ARGS:-}) ;;
 baseline) server=("$BASELINE_BIN" --listen "127.0.0.1:$port") ;;
+bridged)
+    agent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$NDJSON_AGENT_BIN" --listen "127.0.0.1:$agent_port" --threads 1 >/dev/null 2>&1 &
+    agent_pid=$!
+    server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
+        --rate-limit-per-sec 0 --log-format json --agent-url "http://127.0.0.1:$agent_port/run"
+        --agent-secret "$SECRET" ${SERVER_ARGS:-}) ;;
 *) echo "unknown server kind: $kind" >&2; exit 2 ;;
 esac
 case "$mode" in
@@ -39,7 +51,7 @@ esac
 rm -f "$OUT" "$OUT".*
 valgrind --tool=callgrind --callgrind-out-file="$OUT" "${server[@]}" >/dev/null 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
+trap 'kill $pid ${agent_pid:-} 2>/dev/null || true' EXIT
 for _ in $(seq 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.3
@@ -51,6 +63,7 @@ load "${measured[@]}"
 callgrind_control --dump "$pid" >/dev/null 2>&1
 kill "$pid"
 wait "$pid" 2>/dev/null || true
+if [ -n "${agent_pid:-}" ]; then kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; fi
 trap - EXIT
 total=$(callgrind_annotate "$OUT".1 | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 echo "$kind $mode: $total instructions, $((total / units)) per ${mode%s} (profile: $OUT.1)"

@@ -15,7 +15,8 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The service-token secret was refused by the signer.
+    /// The service-token secret was refused by the signer (kept for compatibility: HMAC takes
+    /// any secret, so the builder no longer returns it).
     #[error("invalid service-token secret: {0}")]
     InvalidSecret(String),
     /// A protocol name other than `ndjson` and `ag-ui`.

@@ -137,12 +137,14 @@ mod agent;
 mod agui;
 mod error;
 mod ndjson;
+mod pool;
 mod relay;
 mod sse;
+mod token;
 
 pub use agent::{
     DEFAULT_BUSY_RETRY_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_LINE_BYTES, HttpAgent, HttpAgentBuilder, Protocol, SERVICE_TOKEN_AUDIENCE,
-    SERVICE_TOKEN_TTL, Service, UNKNOWN_AGENT,
+    DEFAULT_MAX_LINE_BYTES, DEFAULT_POOL_IDLE_TIMEOUT, HttpAgent, HttpAgentBuilder, Protocol,
+    SERVICE_TOKEN_AUDIENCE, SERVICE_TOKEN_TTL, Service, UNKNOWN_AGENT,
 };
 pub use error::{AgentFailure, BuildError};
