@@ -721,21 +721,23 @@ impl HttpAgent {
             Protocol::AgUi => agui::request_body(run),
         }
         .map_err(|_| AgentFailure::Connection)?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(route.target.clone())
-            .header(HOST, route.host.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, service.protocol.content_types()[0]);
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = route.target.clone();
+        let headers = request.headers_mut();
+        headers.reserve(4);
+        headers.insert(HOST, route.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(service.protocol.content_types()[0]),
+        );
         if let Some(key) = &inner.key {
             let mut value = HeaderValue::try_from(key.bearer(run.user_id(), run.run_id()))
                 .map_err(|_| AgentFailure::Token)?;
             value.set_sensitive(true);
-            request = request.header(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| AgentFailure::Connection)?;
         let idle = inner.idle_timeout;
         let (response, mut conn) = timeout(idle, send(&route.pool, &inner.pool_stats, request))
             .await

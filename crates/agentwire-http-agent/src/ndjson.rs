@@ -65,8 +65,12 @@ impl<'a> RequestBody<'a> {
 ///
 /// Error messages carry no payload text (serde's messages quote values; they are cut).
 pub(crate) fn parse_line(line: &[u8]) -> Result<Payload, String> {
+    // One UTF-8 check for the whole line: reading from a `str`, serde_json does not check
+    // each string again.
+    let line = std::str::from_utf8(line)
+        .map_err(|e| format!("invalid JSON at column {}", e.valid_up_to() + 1))?;
     let failed_payload = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(line);
+    let mut de = serde_json::Deserializer::from_str(line);
     let read = de
         .deserialize_any(LineVisitor {
             failed_payload: &failed_payload,
@@ -352,7 +356,7 @@ impl LineSplitter {
         mut line: impl FnMut(&[u8]) -> Result<bool, E>,
         too_long: impl Fn() -> E,
     ) -> Result<bool, E> {
-        while let Some(at) = chunk.iter().position(|b| *b == b'\n') {
+        while let Some(at) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = chunk.split_at(at);
             chunk = &rest[1..];
             let done = if self.buf.is_empty() {
@@ -519,6 +523,9 @@ mod tests {
             parse_line(br#"{"type":"no_such","payload":[]}"#).unwrap_err(),
             "unknown event type"
         );
+        let err = parse_line(b"{\"type\":\"agent_thinking\",\"payload\":{\"reasoning\":\"\xff\"}}")
+            .unwrap_err();
+        assert_eq!(err, "invalid JSON at column 50");
     }
 
     #[test]
