@@ -9,6 +9,7 @@
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
 #   SERVER_ARGS="--replay-max-events 0" scripts/perf-callgrind.sh runs agentwire  # extra serve flags
 #   scripts/perf-callgrind.sh runs bridged        # agentwire --agent-url to agentwire-ndjson-agent
+#   AGENT_ARGS=--one-chunk scripts/perf-callgrind.sh runs bridged  # extra agent-service flags
 #
 # `bridged` forwards every run to agentwire-ndjson-agent (agentwire-benches, one thread, not
 # under callgrind) with the service token on; only agentwire's instructions are counted.
@@ -35,7 +36,7 @@ agentwire) server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET
 baseline) server=("$BASELINE_BIN" --listen "127.0.0.1:$port") ;;
 bridged)
     agent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "$NDJSON_AGENT_BIN" --listen "127.0.0.1:$agent_port" --threads 1 >/dev/null 2>&1 &
+    "$NDJSON_AGENT_BIN" --listen "127.0.0.1:$agent_port" --threads 1 ${AGENT_ARGS:-} >/dev/null 2>&1 &
     agent_pid=$!
     server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
         --rate-limit-per-sec 0 --log-format json --agent-url "http://127.0.0.1:$agent_port/run"

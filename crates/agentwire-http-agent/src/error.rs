@@ -99,7 +99,9 @@ pub enum AgentFailure {
     /// The run took longer than the total timeout.
     #[error("the agent service did not finish within {0:?}")]
     TotalTimeout(Duration),
-    /// The connection failed after the response started (reset, truncated chunk).
+    /// The connection failed once the request was under way: before the response head (a kept
+    /// connection the service closed as the request went out; the request is not sent again)
+    /// or during the response (reset, truncated chunk).
     #[error("the connection to the agent service failed mid-response")]
     Connection,
     /// The forwarded-run limit of this node was reached.

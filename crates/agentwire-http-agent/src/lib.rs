@@ -129,7 +129,7 @@
 //! | `agent_no_terminal` | the response ended without a terminal event | no |
 //! | `agent_idle_timeout` | no headers or no bytes for longer than the idle timeout | yes |
 //! | `agent_timeout` | the run exceeded the total timeout (when one is set) | yes |
-//! | `agent_connection_failed` | the connection broke after the response started | yes |
+//! | `agent_connection_failed` | the connection broke once the request was under way: before the response head (for example a kept connection the service closed as the request went out) or during the response | yes |
 //! | `agent_busy` | the forwarded-run limit was reached between `accepts` and the run | yes |
 //! | `agent_token_failed` | the service token could not be signed | no |
 //!
