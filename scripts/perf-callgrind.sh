@@ -9,6 +9,11 @@
 #   scripts/perf-callgrind.sh connections agentwire   # per connection: 2,000 opened, closed
 #   SERVER_ARGS="--replay-max-events 0" scripts/perf-callgrind.sh runs agentwire  # extra serve flags
 #   SERVER_ARGS="--redis-url redis://127.0.0.1:6379/0" scripts/perf-callgrind.sh runs agentwire
+#   scripts/perf-callgrind.sh runs bridged        # agentwire --agent-url to agentwire-ndjson-agent
+#   AGENT_ARGS=--one-chunk scripts/perf-callgrind.sh runs bridged  # extra agent-service flags
+#
+# `bridged` forwards every run to agentwire-ndjson-agent (agentwire-benches, one thread, not
+# under callgrind) with the service token on; only agentwire's instructions are counted.
 #
 # The server runs under callgrind on a free loopback port; a warm-up pass runs first, then
 # the counters are zeroed, the measured workload runs, and the counters are dumped. Prints
@@ -21,6 +26,7 @@ kind="${2:?usage: $0 runs|connections agentwire|baseline}"
 # server.
 BIN="${BIN:-$(dirname "$0")/../target/release/agentwire}"
 BASELINE_BIN="${BASELINE_BIN:-$(dirname "$0")/../target/release/agentwire-baseline}"
+NDJSON_AGENT_BIN="${NDJSON_AGENT_BIN:-$(dirname "$0")/../target/release/agentwire-ndjson-agent}"
 OUT="${OUT:-/tmp/agentwire-callgrind-$mode-$kind.out}"
 SECRET="perf-callgrind-secret-of-at-least-32-bytes"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -29,6 +35,13 @@ case "$kind" in
 agentwire) server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
     --rate-limit-per-sec 0 --log-format json ${SERVER_ARGS:-}) ;;
 baseline) server=("$BASELINE_BIN" --listen "127.0.0.1:$port") ;;
+bridged)
+    agent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$NDJSON_AGENT_BIN" --listen "127.0.0.1:$agent_port" --threads 1 ${AGENT_ARGS:-} >/dev/null 2>&1 &
+    agent_pid=$!
+    server=("$BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$SECRET" --demo-step-ms 0
+        --rate-limit-per-sec 0 --log-format json --agent-url "http://127.0.0.1:$agent_port/run"
+        --agent-secret "$SECRET" ${SERVER_ARGS:-}) ;;
 *) echo "unknown server kind: $kind" >&2; exit 2 ;;
 esac
 case "$mode" in
@@ -40,13 +53,13 @@ esac
 rm -f "$OUT" "$OUT".*
 valgrind --tool=callgrind --callgrind-out-file="$OUT" "${server[@]}" >/dev/null 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
+trap 'kill $pid ${agent_pid:-} 2>/dev/null || true' EXIT
 for _ in $(seq 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.3
 done
 # agentwire is ready when its health says so (with --redis-url, once it reached Redis).
-if [ "$kind" = agentwire ]; then
+if [ "$kind" != baseline ]; then
     for _ in $(seq 200); do
         curl -s "http://127.0.0.1:$port/ws/health" | grep -q '"healthy"' && break
         sleep 0.3
@@ -59,6 +72,7 @@ load "${measured[@]}"
 callgrind_control --dump "$pid" >/dev/null 2>&1
 kill "$pid"
 wait "$pid" 2>/dev/null || true
+if [ -n "${agent_pid:-}" ]; then kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; fi
 trap - EXIT
 total=$(callgrind_annotate "$OUT".1 | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 echo "$kind $mode: $total instructions, $((total / units)) per ${mode%s} (profile: $OUT.1)"

@@ -126,10 +126,14 @@ async fn agent_run(State(shape): State<Shape>, body: Bytes) -> Response {
     let run_id = request["run_id"].as_str().unwrap_or_default();
     let text = request["payload"]["text"].as_str().unwrap_or_default();
     let call_id = format!("call_{run_id}");
+    // `type` before `payload`, as docs/agents.md shows a line and as services write it (a
+    // Python dict literal through json.dumps, a JS object through JSON.stringify); `json!`
+    // would sort the keys and put the payload first.
     let line = |kind: &str, payload: Value| {
-        let mut line = json!({"type": kind, "payload": payload}).to_string();
-        line.push('\n');
-        Bytes::from(line)
+        Bytes::from(format!(
+            "{{\"type\":{},\"payload\":{payload}}}\n",
+            json!(kind)
+        ))
     };
     let started = line(
         "agent_started",

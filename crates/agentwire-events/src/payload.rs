@@ -625,6 +625,58 @@ macro_rules! payloads {
                 }
             }
 
+            /// Reads the payload object of a frame of type `message_type` from its JSON text
+            /// (`text` must hold a JSON object), with the messages of
+            /// [`from_value`](Self::from_value) (no position in the text).
+            pub(crate) fn from_text(message_type: MessageType, text: &str) -> Result<Payload, String> {
+                let message = |e: serde_json::Error| {
+                    let message = e.to_string();
+                    let at = format!(" at line {} column {}", e.line(), e.column());
+                    match message.strip_suffix(&at) {
+                        Some(message) => message.to_owned(),
+                        None => message,
+                    }
+                };
+                match message_type {
+                    $( MessageType::$mt => serde_json::from_str::<$ty>(text)
+                        .map(Payload::$variant)
+                        .map_err(message), )+
+                    other => match serde_json::from_str(text).map_err(message)? {
+                        Value::Object(map) => OtherPayload::new(other, map)
+                            .map(Payload::Other)
+                            .map_err(|e| e.to_string()),
+                        _ => Err("expected a JSON object".to_owned()),
+                    },
+                }
+            }
+
+            /// Reads the payload of a frame of type `message_type` from the members of a JSON
+            /// object as a deserializer hands them over (`visit_map`): for relays that read
+            /// whole events themselves and meet the type before the payload, so that the
+            /// payload is read once, straight into its typed form.
+            ///
+            /// # Errors
+            ///
+            /// The deserializer's errors, and a custom error (with the message
+            /// [`from_json`](Self::from_json) gives, without its prefix) for a payload that
+            /// does not fit `message_type`.
+            pub fn from_map_access<'de, A: serde::de::MapAccess<'de>>(
+                message_type: MessageType,
+                map: A,
+            ) -> Result<Payload, A::Error> {
+                use serde::de::Error as _;
+                let members = serde::de::value::MapAccessDeserializer::new(map);
+                match message_type {
+                    $( MessageType::$mt => <$ty>::deserialize(members).map(Payload::$variant), )+
+                    other => {
+                        let map = Map::<String, Value>::deserialize(members)?;
+                        OtherPayload::new(other, map)
+                            .map(Payload::Other)
+                            .map_err(A::Error::custom)
+                    }
+                }
+            }
+
             /// Adds the JSON Schema of each typed payload to `generator`, returning
             /// `(type, schema)` pairs.
             pub(crate) fn typed_schemas(
@@ -697,6 +749,40 @@ impl Payload {
             });
         }
         Payload::from_value(message_type, payload).map_err(|e| OutboundError {
+            invalid_json: false,
+            message: format!("payload of {message_type}: {e}"),
+        })
+    }
+
+    /// As [`from_json`](Self::from_json), reading the payload from its JSON text without
+    /// building a [`Value`] first (for relays that read events from text, one per line).
+    ///
+    /// ```
+    /// use agentwire_events::Payload;
+    /// use agentwire_types::MessageType;
+    ///
+    /// let chunk = Payload::from_json_text(
+    ///     MessageType::AgentResponseChunk,
+    ///     r#"{"delta": "Hel", "index": 0}"#,
+    /// ).unwrap();
+    /// assert_eq!(chunk.message_type(), MessageType::AgentResponseChunk);
+    /// assert!(Payload::from_json_text(MessageType::ToolCompleted, "{}").is_err());
+    /// assert!(Payload::from_json_text(MessageType::AgentStarted, "[]").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`from_json`](Self::from_json), with the same messages; also when `text` is not
+    /// JSON.
+    pub fn from_json_text(message_type: MessageType, text: &str) -> Result<Payload, OutboundError> {
+        if !text.trim_start().starts_with('{') {
+            let invalid_json = serde_json::from_str::<serde::de::IgnoredAny>(text).is_err();
+            return Err(OutboundError {
+                invalid_json,
+                message: format!("payload of {message_type}: expected a JSON object"),
+            });
+        }
+        Payload::from_text(message_type, text).map_err(|e| OutboundError {
             invalid_json: false,
             message: format!("payload of {message_type}: {e}"),
         })

@@ -6,24 +6,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use agentwire_auth::Algorithm;
-use agentwire_auth::mint::{Claims, SigningKey};
 use agentwire_events::RunRequest;
 use agentwire_server::{Handler, HandlerError, MessageType, Run};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http_body_util::Full;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use crate::agui;
 use crate::error::{AgentFailure, BuildError};
 use crate::ndjson;
+use crate::pool::{Conn, Pool, PoolConfig, PoolStats, SendError};
 use crate::relay::{Relay, Sink};
+use crate::token;
 
 /// The default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +32,8 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// The default `retry_after_ms` of an `agent_busy` refusal.
 pub const DEFAULT_BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The default time an idle connection is kept for the next run.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The lifetime of a service token.
 pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(60);
 /// The `aud` claim of a service token.
@@ -174,6 +173,15 @@ impl Service {
         &self.display_url
     }
 
+    /// The host (as in the URL: an IPv6 address in brackets) and port (80 by default) that
+    /// requests go to.
+    fn address(&self) -> (&str, u16) {
+        (
+            self.uri.host().unwrap_or_default(),
+            self.uri.port_u16().unwrap_or(80),
+        )
+    }
+
     /// What `/ws/config` shows of the service.
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({ "url": self.display_url, "protocol": self.protocol.as_str() })
@@ -191,6 +199,38 @@ fn display_url(uri: &Uri) -> String {
     url
 }
 
+/// A service with what its requests need: its connection pool, the `Host` header and the
+/// request target (origin form: the path and query).
+struct Route {
+    service: Service,
+    pool: Arc<Pool>,
+    host: HeaderValue,
+    target: Uri,
+}
+
+impl Route {
+    fn new(service: Service, pools: &HashMap<(String, u16), Arc<Pool>>) -> Route {
+        let (host, port) = service.address();
+        let pool = Arc::clone(&pools[&(host.to_owned(), port)]);
+        // As hyper-util's client wrote it: the host, and the port unless it is the default.
+        let host_header = match service.uri.port_u16() {
+            Some(port) if port != 80 => format!("{host}:{port}"),
+            _ => host.to_owned(),
+        };
+        let host = HeaderValue::try_from(host_header).unwrap_or(HeaderValue::from_static(""));
+        let target = service
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        Route {
+            service,
+            pool,
+            host,
+            target,
+        }
+    }
+}
+
 /// Builds an [`HttpAgent`].
 #[derive(Debug, Clone)]
 pub struct HttpAgentBuilder {
@@ -203,6 +243,8 @@ pub struct HttpAgentBuilder {
     max_line_bytes: usize,
     max_in_flight: usize,
     busy_retry_after: Duration,
+    pool_max_idle: Option<usize>,
+    pool_idle_timeout: Duration,
 }
 
 impl Default for HttpAgentBuilder {
@@ -217,6 +259,8 @@ impl Default for HttpAgentBuilder {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             busy_retry_after: DEFAULT_BUSY_RETRY_AFTER,
+            pool_max_idle: None,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
         }
     }
 }
@@ -286,18 +330,34 @@ impl HttpAgentBuilder {
         self
     }
 
+    /// How many idle HTTP connections are kept per agent service address (host and port)
+    /// for the next runs (by default [`max_in_flight`](Self::max_in_flight)); past it, the
+    /// connection idle longest is closed. 0 keeps none: every run opens its own connection.
+    pub fn pool_max_idle(mut self, connections: usize) -> Self {
+        self.pool_max_idle = Some(connections);
+        self
+    }
+
+    /// How long an idle HTTP connection is kept for the next run
+    /// ([`DEFAULT_POOL_IDLE_TIMEOUT`]): an expired one is not reused, and a sweep closes
+    /// expired connections (and those the service closed) within about twice this time.
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
     /// The agent.
     ///
     /// # Errors
     ///
-    /// [`BuildError::Zero`] for a zero limit or timeout; [`BuildError::InvalidSecret`] if
-    /// the signer refuses the secret.
+    /// [`BuildError::Zero`] for a zero limit or timeout.
     pub fn build(self) -> Result<HttpAgent, BuildError> {
         for (setting, zero) in [
             ("max_line_bytes", self.max_line_bytes == 0),
             ("max_in_flight", self.max_in_flight == 0),
             ("idle_timeout", self.idle_timeout.is_zero()),
             ("connect_timeout", self.connect_timeout.is_zero()),
+            ("pool_idle_timeout", self.pool_idle_timeout.is_zero()),
             (
                 "total_timeout",
                 self.total_timeout.is_some_and(|t| t.is_zero()),
@@ -307,24 +367,39 @@ impl HttpAgentBuilder {
                 return Err(BuildError::Zero { setting });
             }
         }
-        let key = self
-            .secret
-            .map(|secret| SigningKey::hmac(Algorithm::HS256, secret))
-            .transpose()
-            .map_err(|e| BuildError::InvalidSecret(e.to_string()))?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(self.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        if let Some(secret) = &self.secret
+            && secret.len() < token::MIN_SECRET_LEN
+        {
+            return Err(BuildError::ShortSecret { len: secret.len() });
+        }
+        let key = self.secret.as_deref().map(token::Signer::new);
+        let pool_stats = Arc::new(PoolStats::default());
+        let config = PoolConfig {
+            connect_timeout: self.connect_timeout,
+            max_idle: self.pool_max_idle.unwrap_or(self.max_in_flight),
+            idle_timeout: self.pool_idle_timeout,
+            stats: Arc::clone(&pool_stats),
+        };
+        let pools = Pool::for_addresses(
+            self.default
+                .iter()
+                .chain(self.named.values())
+                .map(Service::address),
+            &config,
+        );
+        let route = |service: Service| Route::new(service, &pools);
         Ok(HttpAgent {
             inner: Arc::new(Inner {
-                client,
                 connect_timeout: self.connect_timeout,
-                default: self.default,
-                named: self.named,
+                default: self.default.map(route),
+                named: self
+                    .named
+                    .into_iter()
+                    .map(|(name, service)| (name, route(service)))
+                    .collect(),
+                pools: pools.into_values().collect(),
+                pool_config: config,
+                pool_stats,
                 key,
                 idle_timeout: self.idle_timeout,
                 total_timeout: self.total_timeout,
@@ -346,11 +421,14 @@ pub struct HttpAgent {
 }
 
 struct Inner {
-    client: Client<HttpConnector, Full<Bytes>>,
     connect_timeout: Duration,
-    default: Option<Service>,
-    named: HashMap<String, Service>,
-    key: Option<SigningKey>,
+    default: Option<Route>,
+    named: HashMap<String, Route>,
+    /// One per service address.
+    pools: Vec<Arc<Pool>>,
+    pool_config: PoolConfig,
+    pool_stats: Arc<PoolStats>,
+    key: Option<token::Signer>,
     idle_timeout: Duration,
     total_timeout: Option<Duration>,
     max_line_bytes: usize,
@@ -390,8 +468,16 @@ impl Default for Stats {
 impl std::fmt::Debug for HttpAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpAgent")
-            .field("default", &self.inner.default)
-            .field("named", &self.inner.named)
+            .field("default", &self.inner.default.as_ref().map(|r| &r.service))
+            .field(
+                "named",
+                &self
+                    .inner
+                    .named
+                    .iter()
+                    .map(|(name, route)| (name, &route.service))
+                    .collect::<HashMap<_, _>>(),
+            )
             .field("service_token", &self.inner.key.is_some())
             .finish_non_exhaustive()
     }
@@ -405,10 +491,41 @@ impl HttpAgent {
 
     /// The service a request naming `agent_name` (or none) goes to, if any.
     pub fn service_for(&self, agent_name: Option<&str>) -> Option<&Service> {
+        self.route_for(agent_name).map(|route| &route.service)
+    }
+
+    fn route_for(&self, agent_name: Option<&str>) -> Option<&Route> {
         match agent_name {
             None => self.inner.default.as_ref(),
             Some(name) => self.inner.named.get(name),
         }
+    }
+
+    /// HTTP connections opened to agent services so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.pool_stats.opened.load(Relaxed)
+    }
+
+    /// Requests sent on an idle connection taken from the pool (kept from an earlier run).
+    pub fn connections_reused(&self) -> u64 {
+        self.inner.pool_stats.reused.load(Relaxed)
+    }
+
+    /// Idle connections found closed by their service when about to be reused (and so not
+    /// used).
+    pub fn idle_connections_found_closed(&self) -> u64 {
+        self.inner.pool_stats.closed_idle.load(Relaxed)
+    }
+
+    /// Requests that hyper gave back unwritten because their pooled connection had closed,
+    /// and that were sent on another connection (they had not reached the service).
+    pub fn requests_resent(&self) -> u64 {
+        self.inner.pool_stats.resent.load(Relaxed)
+    }
+
+    /// Idle connections kept for the next runs now, over all services.
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pools.iter().map(|pool| pool.idle()).sum()
     }
 
     /// Runs forwarded to a service so far.
@@ -527,6 +644,37 @@ impl HttpAgent {
             "Forwarded runs in flight.",
             &[("", self.in_flight() as u64)],
         );
+        metric(
+            "agentwire_agent_connections_opened_total",
+            "counter",
+            "HTTP connections opened to agent services.",
+            &[("", self.connections_opened())],
+        );
+        metric(
+            "agentwire_agent_connections_reused_total",
+            "counter",
+            "Requests sent on an idle HTTP connection kept from an earlier run.",
+            &[("", self.connections_reused())],
+        );
+        metric(
+            "agentwire_agent_idle_connections_closed_total",
+            "counter",
+            "Idle HTTP connections found closed by their service when about to be reused.",
+            &[("", self.idle_connections_found_closed())],
+        );
+        metric(
+            "agentwire_agent_requests_resent_total",
+            "counter",
+            "Requests given back unwritten by a pooled connection that had closed, sent on \
+             another.",
+            &[("", self.requests_resent())],
+        );
+        metric(
+            "agentwire_agent_connections_idle",
+            "gauge",
+            "Idle HTTP connections kept for the next runs.",
+            &[("", self.idle_connections() as u64)],
+        );
         let labels: Vec<String> = agui::EVENT_TYPES
             .iter()
             .copied()
@@ -568,46 +716,37 @@ impl HttpAgent {
         run.failed(&error);
     }
 
-    /// One forwarded run, to its terminal event or a failure: with the rest of the response
-    /// when the terminal event came before its end.
-    async fn forward(
-        &self,
-        run: &Run,
-        service: &Service,
-    ) -> Result<Option<hyper::body::Incoming>, AgentFailure> {
+    /// One forwarded run, to its terminal event or a failure: with the connection, and the
+    /// rest of the response when the terminal event came before its end.
+    async fn forward(&self, run: &Run, route: &Route) -> Result<Forwarded, AgentFailure> {
         let inner = &*self.inner;
+        let service = &route.service;
         let body = match service.protocol {
             Protocol::Ndjson => serde_json::to_vec(&ndjson::RequestBody::new(run)),
             Protocol::AgUi => agui::request_body(run),
         }
         .map_err(|_| AgentFailure::Connection)?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(service.uri.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, service.protocol.content_types()[0]);
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = route.target.clone();
+        let headers = request.headers_mut();
+        headers.reserve(4);
+        headers.insert(HOST, route.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(service.protocol.content_types()[0]),
+        );
         if let Some(key) = &inner.key {
-            let token = Claims::new(run.user_id())
-                .claim("run_id", run.run_id())
-                .audience(SERVICE_TOKEN_AUDIENCE)
-                .expires_in(SERVICE_TOKEN_TTL)
-                .sign(key)
-                .map_err(|_| AgentFailure::Token)?;
-            let mut value = HeaderValue::try_from(["Bearer ", token.expose_secret()].concat())
+            let mut value = HeaderValue::try_from(key.bearer(run.user_id(), run.run_id()))
                 .map_err(|_| AgentFailure::Token)?;
             value.set_sensitive(true);
-            request = request.header(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| AgentFailure::Connection)?;
         let idle = inner.idle_timeout;
-        let response = match timeout(idle, inner.client.request(request)).await {
-            Err(_) => return Err(AgentFailure::IdleTimeout(idle)),
-            Ok(Err(e)) if e.is_connect() => return Err(AgentFailure::Unreachable),
-            Ok(Err(_)) => return Err(AgentFailure::Connection),
-            Ok(Ok(response)) => response,
-        };
+        let (response, mut conn) = timeout(idle, send(&route.pool, &inner.pool_stats, request))
+            .await
+            .map_err(|_| AgentFailure::IdleTimeout(idle))??;
         let status = response.status();
         if !status.is_success() {
             return Err(AgentFailure::HttpStatus {
@@ -647,20 +786,14 @@ impl HttpAgent {
             ))),
         };
         loop {
-            // What the service sent in one go goes out together: while events wait in the
-            // relay, the next body chunk is taken only if it is there already, after letting
-            // the HTTP connection's task (which hands the chunks over one at a time) read
-            // what the socket holds; otherwise the events go out, then the wait begins.
-            let mut next = poll_now(body.frame()).await;
-            if next.is_pending() && relay.has_pending() {
-                tokio::task::yield_now().await;
-                next = poll_now(body.frame()).await;
-            }
-            let frame = match next {
+            // What the service sent in one go goes out together: the connection is driven
+            // (the socket read) each time the next body frame is asked for, so while a frame
+            // is there the events wait in the relay; they go out before waiting for more.
+            let frame = match poll_now(conn.frame(&mut body)).await {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     relay.flush();
-                    timeout(idle, body.frame())
+                    timeout(idle, conn.frame(&mut body))
                         .await
                         .map_err(|_| AgentFailure::IdleTimeout(idle))?
                 }
@@ -675,14 +808,60 @@ impl HttpAgent {
             };
             if decoder.feed(&data, &mut relay)? {
                 relay.flush();
-                return Ok(Some(body));
+                return Ok(Forwarded::Rest(body, conn));
             }
         }
         if decoder.finish(&mut relay)? {
             relay.flush();
-            return Ok(None);
+            return Ok(Forwarded::Ended(conn));
         }
         Err(AgentFailure::NoTerminal)
+    }
+}
+
+/// A forwarded run that reached its terminal event.
+enum Forwarded {
+    /// The response ended with it: the connection can serve the next run.
+    Ended(Conn),
+    /// The rest of the response, still to read before the connection can be reused.
+    Rest(hyper::body::Incoming, Conn),
+}
+
+/// Sends `request` on an idle connection of `pool` or a new one, and reads the response
+/// head.
+///
+/// A request hyper gives back unwritten (a pooled connection closed before it was written)
+/// is sent on the next idle connection, or a new one: it never reached the service. A request
+/// that was written is never sent again, even when its pooled connection closed before any
+/// response byte (the service may have started the run): the run fails with
+/// `agent_connection_failed`.
+async fn send(
+    pool: &Pool,
+    stats: &PoolStats,
+    mut request: Request<Full<Bytes>>,
+) -> Result<(hyper::Response<hyper::body::Incoming>, Conn), AgentFailure> {
+    loop {
+        let mut conn = match pool.take() {
+            Some(conn) => conn,
+            None => pool.connect().await?,
+        };
+        match conn.send(request).await {
+            Ok(response) => return Ok((response, conn)),
+            Err(SendError::NotSent(unsent)) if conn.reused() => {
+                stats.resent.fetch_add(1, Relaxed);
+                tracing::debug!("pooled agent service connection closed; request sent on another");
+                request = *unsent;
+            }
+            Err(SendError::NotSent(_)) => return Err(AgentFailure::Connection),
+            Err(SendError::Failed(error)) => {
+                tracing::debug!(
+                    %error,
+                    reused = conn.reused(),
+                    "agent service connection failed before the response head"
+                );
+                return Err(AgentFailure::Connection);
+            }
+        }
     }
 }
 
@@ -736,12 +915,19 @@ impl Drop for Draining<'_> {
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Reads what follows the terminal event, briefly and up to `max` bytes, so that a response
-/// that ends right after it leaves its connection to the pool for the next run; anything else
-/// is dropped with the connection (and logged when it is not blank: the run is over).
-async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max: usize) {
+/// that ends right after it leaves its connection to the pool for the next run (returned);
+/// anything else is dropped with the connection (and logged when it is not blank: the run is
+/// over).
+async fn drain(
+    run: &Run,
+    mut body: hyper::body::Incoming,
+    mut conn: Conn,
+    within: Duration,
+    max: usize,
+) -> Option<Conn> {
     let mut read = 0;
     let drained = timeout(within, async {
-        while let Some(Ok(frame)) = body.frame().await {
+        while let Some(Ok(frame)) = conn.frame(&mut body).await {
             if let Ok(data) = frame.into_data() {
                 read += data.len();
                 if read > max || !data.iter().all(u8::is_ascii_whitespace) {
@@ -752,12 +938,14 @@ async fn drain(run: &Run, mut body: hyper::body::Incoming, within: Duration, max
         true
     })
     .await;
-    if !matches!(drained, Ok(true)) {
-        tracing::debug!(
-            run_id = run.run_id(),
-            "agent service response continued after the terminal event; connection dropped"
-        );
+    if matches!(drained, Ok(true)) {
+        return Some(conn);
     }
+    tracing::debug!(
+        run_id = run.run_id(),
+        "agent service response continued after the terminal event; connection dropped"
+    );
+    None
 }
 
 impl Handler for HttpAgent {
@@ -768,7 +956,7 @@ impl Handler for HttpAgent {
             return;
         };
         let agent_name = run.request().agent_name.as_deref();
-        let Some(service) = self.service_for(agent_name).cloned() else {
+        let Some(route) = self.route_for(agent_name) else {
             run.failed(&HandlerError::new(
                 UNKNOWN_AGENT,
                 "no agent service by that name",
@@ -776,7 +964,7 @@ impl Handler for HttpAgent {
             return;
         };
         self.inner.stats.forwarded.fetch_add(1, Relaxed);
-        let forwarding = self.forward(&run, &service);
+        let forwarding = self.forward(&run, route);
         let outcome = match self.inner.total_timeout {
             Some(total) => timeout(total, forwarding)
                 .await
@@ -784,19 +972,25 @@ impl Handler for HttpAgent {
             None => forwarding.await,
         };
         match outcome {
-            Ok(rest) => {
+            Ok(Forwarded::Ended(conn)) => {
                 self.inner.stats.completed.fetch_add(1, Relaxed);
-                if let Some(body) = rest {
-                    // The run is over on the wire: its slot goes to the next run while the
-                    // end of the response is read (counted in `in_flight` meanwhile).
-                    let _draining = Draining::new(&self.inner.stats.draining);
-                    drop(permit);
-                    let within = self.inner.idle_timeout.min(DRAIN_TIMEOUT);
-                    drain(&run, body, within, self.inner.max_line_bytes).await;
+                route.pool.put(conn);
+                tracing::debug!(run_id = run.run_id(), "forwarded run ended");
+            }
+            Ok(Forwarded::Rest(body, conn)) => {
+                self.inner.stats.completed.fetch_add(1, Relaxed);
+                // The run is over on the wire: its slot goes to the next run while the end
+                // of the response is read (counted in `in_flight` meanwhile).
+                let _draining = Draining::new(&self.inner.stats.draining);
+                drop(permit);
+                let within = self.inner.idle_timeout.min(DRAIN_TIMEOUT);
+                if let Some(conn) = drain(&run, body, conn, within, self.inner.max_line_bytes).await
+                {
+                    route.pool.put(conn);
                 }
                 tracing::debug!(run_id = run.run_id(), "forwarded run ended");
             }
-            Err(failure) => self.fail(&run, Some(&service), &failure),
+            Err(failure) => self.fail(&run, Some(&route.service), &failure),
         }
     }
 
@@ -842,11 +1036,11 @@ impl Handler for HttpAgent {
         let agents: serde_json::Map<String, serde_json::Value> = inner
             .named
             .iter()
-            .map(|(name, service)| (name.clone(), service.describe()))
+            .map(|(name, route)| (name.clone(), route.service.describe()))
             .collect();
         serde_json::json!({
             "kind": "http",
-            "default": inner.default.as_ref().map(Service::describe),
+            "default": inner.default.as_ref().map(|route| route.service.describe()),
             "agents": agents,
             "service_token": inner.key.is_some(),
             "limits": {
@@ -856,6 +1050,10 @@ impl Handler for HttpAgent {
                 "idle_timeout_ms": ms(inner.idle_timeout),
                 "total_timeout_ms": inner.total_timeout.map(ms),
                 "busy_retry_after_ms": ms(inner.busy_retry_after),
+            },
+            "pool": {
+                "max_idle_per_service": inner.pool_config.max_idle,
+                "idle_timeout_ms": ms(inner.pool_config.idle_timeout),
             },
         })
     }
@@ -896,6 +1094,23 @@ mod tests {
     }
 
     #[test]
+    fn a_service_token_secret_under_32_bytes_is_refused() {
+        let built = HttpAgent::builder()
+            .default_service(Service::ndjson("http://a:1/run").unwrap())
+            .service_token_secret("x".repeat(31))
+            .build();
+        assert_eq!(built.err(), Some(BuildError::ShortSecret { len: 31 }));
+        let secret = "x".repeat(32);
+        assert!(
+            HttpAgent::builder()
+                .default_service(Service::ndjson("http://a:1/run").unwrap())
+                .service_token_secret(&secret)
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn describe_shows_services_and_limits_and_no_secret() {
         let agent = HttpAgent::builder()
             .default_service(Service::ndjson("http://u:p@a:1/run").unwrap())
@@ -920,6 +1135,7 @@ mod tests {
                     "total_timeout_ms": 90000,
                     "busy_retry_after_ms": 1000,
                 },
+                "pool": {"max_idle_per_service": DEFAULT_MAX_IN_FLIGHT, "idle_timeout_ms": 30000},
             })
         );
         let mut metrics = String::new();

@@ -15,9 +15,13 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The service-token secret was refused by the signer.
-    #[error("invalid service-token secret: {0}")]
-    InvalidSecret(String),
+    /// A service-token secret shorter than 32 bytes (RFC 7518 section 3.2: an HS256 key has
+    /// at least as many bytes as the hash's output).
+    #[error("the service-token secret is {len} bytes; at least 32 are required")]
+    ShortSecret {
+        /// The secret's length in bytes.
+        len: usize,
+    },
     /// A protocol name other than `ndjson` and `ag-ui`.
     #[error("unknown agent protocol {0:?} (expected ndjson or ag-ui)")]
     UnknownProtocol(String),
@@ -98,7 +102,9 @@ pub enum AgentFailure {
     /// The run took longer than the total timeout.
     #[error("the agent service did not finish within {0:?}")]
     TotalTimeout(Duration),
-    /// The connection failed after the response started (reset, truncated chunk).
+    /// The connection failed once the request was under way: before the response head (a kept
+    /// connection the service closed as the request went out; the request is not sent again)
+    /// or during the response (reset, truncated chunk).
     #[error("the connection to the agent service failed mid-response")]
     Connection,
     /// The forwarded-run limit of this node was reached.

@@ -12,11 +12,36 @@
 //! like any other. The run's id is agentwire's: the service's events carry only a type and a
 //! payload.
 //!
-//! The HTTP client is hyper-util's pooled client over hyper 1.x: the server already builds
-//! hyper and hyper-util, so it costs no new HTTP stack (reqwest would add one, with TLS and
-//! features unused here). Requests use HTTP/1.1 with keep-alive; only `http://` URLs are
-//! supported for now (no TLS: put the agent service on a private network or behind a local
-//! proxy).
+//! The HTTP client is hyper 1.x's HTTP/1.1 client connection (`hyper::client::conn::http1`:
+//! keep-alive, chunked decoding and the rest are hyper's), with a connection pool of this
+//! crate's own: the server already builds hyper, so it costs no new HTTP stack. Only `http://`
+//! URLs are supported for now (no TLS: put the agent service on a private network or behind a
+//! local proxy).
+//!
+//! # Connections
+//!
+//! Each run reads its response on its own task: it takes an idle connection to the service's
+//! address (host and port) or opens one, sends the request, and drives hyper's connection
+//! itself while it reads the body (no connection task, no hand-over of body chunks between
+//! tasks). The connection goes back to the pool only when the response was read to its end and
+//! hyper can send another request on it (keep-alive; not after `Connection: close`); any other
+//! connection is closed, so a cancelled or failed run closes its connection and the service
+//! sees the client disconnect.
+//!
+//! Idle connections are polled by no one. Before one is reused, hyper's connection is polled
+//! once: one the service closed (its keep-alive timeout, a restart) is seen closed and
+//! discarded ([`HttpAgent::idle_connections_found_closed`]). A close that crosses the next
+//! request on the wire gets through: if hyper had not written the request yet, it gives it
+//! back and the request is sent on another connection ([`HttpAgent::requests_resent`]; it
+//! never reached the service); if the request was written, the run fails with
+//! `agent_connection_failed` (recoverable) and is not sent again, since the service may have
+//! started the run. A service whose keep-alive timeout is longer than
+//! [`HttpAgentBuilder::pool_idle_timeout`] (30 s by default; uvicorn's is 5 s) avoids the race.
+//!
+//! The pool keeps at most [`HttpAgentBuilder::pool_max_idle`] idle connections per service
+//! address ([`max_in_flight`](HttpAgentBuilder::max_in_flight) by default), reusing the most
+//! recently used first; a task closes idle connections once they are older than the pool's
+//! idle timeout or their service closed them.
 //!
 //! # The `ndjson` protocol ([`Protocol::Ndjson`])
 //!
@@ -104,7 +129,7 @@
 //! | `agent_no_terminal` | the response ended without a terminal event | no |
 //! | `agent_idle_timeout` | no headers or no bytes for longer than the idle timeout | yes |
 //! | `agent_timeout` | the run exceeded the total timeout (when one is set) | yes |
-//! | `agent_connection_failed` | the connection broke after the response started | yes |
+//! | `agent_connection_failed` | the connection broke once the request was under way: before the response head (for example a kept connection the service closed as the request went out) or during the response | yes |
 //! | `agent_busy` | the forwarded-run limit was reached between `accepts` and the run | yes |
 //! | `agent_token_failed` | the service token could not be signed | no |
 //!
@@ -137,12 +162,14 @@ mod agent;
 mod agui;
 mod error;
 mod ndjson;
+mod pool;
 mod relay;
 mod sse;
+mod token;
 
 pub use agent::{
     DEFAULT_BUSY_RETRY_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_LINE_BYTES, HttpAgent, HttpAgentBuilder, Protocol, SERVICE_TOKEN_AUDIENCE,
-    SERVICE_TOKEN_TTL, Service, UNKNOWN_AGENT,
+    DEFAULT_MAX_LINE_BYTES, DEFAULT_POOL_IDLE_TIMEOUT, HttpAgent, HttpAgentBuilder, Protocol,
+    SERVICE_TOKEN_AUDIENCE, SERVICE_TOKEN_TTL, Service, UNKNOWN_AGENT,
 };
 pub use error::{AgentFailure, BuildError};

@@ -5,8 +5,12 @@ use agentwire_server::Run;
 
 use crate::error::AgentFailure;
 use crate::relay::Sink;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use agentwire_types::MessageType;
+use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::cell::Cell;
 
 /// The content types an `ndjson` response may have (parameters such as `charset` aside).
 pub(crate) const CONTENT_TYPES: &[&str] = &["application/x-ndjson", "application/jsonl"];
@@ -52,34 +56,215 @@ impl<'a> RequestBody<'a> {
     }
 }
 
-/// One line of the response as read; other fields (a service's own `run_id`, ...) are
-/// ignored: the run's identity is agentwire's.
-#[derive(Deserialize)]
-struct Line {
-    #[serde(rename = "type")]
-    kind: String,
-    payload: Value,
-}
-
 /// Reads one response line into a run event's payload.
+///
+/// A line is `{"type": ..., "payload": {...}}`; other members (a service's own `run_id`, ...)
+/// are ignored: the run's identity is agentwire's. When `type` comes before `payload` (as
+/// services write it), the payload is read once, straight into its typed form; otherwise it
+/// is kept as text and read once the type is known.
 ///
 /// Error messages carry no payload text (serde's messages quote values; they are cut).
 pub(crate) fn parse_line(line: &[u8]) -> Result<Payload, String> {
-    let line: Line = serde_json::from_slice(line).map_err(|e| {
-        if e.is_data() {
-            "not an object with a string \"type\" and a \"payload\"".to_owned()
-        } else {
-            format!("invalid JSON at column {}", e.column())
+    // One UTF-8 check for the whole line: reading from a `str`, serde_json does not check
+    // each string again.
+    let line = std::str::from_utf8(line)
+        .map_err(|e| format!("invalid JSON at column {}", e.valid_up_to() + 1))?;
+    let failed_payload = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(line);
+    let read = de
+        .deserialize_any(LineVisitor {
+            failed_payload: &failed_payload,
+        })
+        .and_then(|read| de.end().map(|()| read));
+    let payload = match read {
+        Err(e) => {
+            return Err(match failed_payload.get() {
+                Some(message_type) => without_quoted(&format!(
+                    "payload of {message_type}: {}",
+                    without_position(&e)
+                )),
+                None if e.is_data() => {
+                    "not an object with a string \"type\" and a \"payload\"".to_owned()
+                }
+                None => format!("invalid JSON at column {}", e.column()),
+            });
         }
-    })?;
-    let message_type =
-        agentwire_types::normalize(&line.kind).map_err(|_| "unknown event type".to_owned())?;
-    let payload =
-        Payload::from_json(message_type, line.payload).map_err(|e| without_quoted(e.message()))?;
+        Ok(Line::UnknownType) => return Err("unknown event type".to_owned()),
+        Ok(Line::Typed(payload)) => payload,
+        Ok(Line::Text(message_type, text)) => Payload::from_json_text(message_type, text.get())
+            .map_err(|e| without_quoted(e.message()))?,
+        Ok(Line::TextFirst(_)) => unreachable!("resolved by the visitor"),
+    };
     if !payload.is_stream_event() {
-        return Err(format!("{message_type} is not a run event"));
+        return Err(format!("{} is not a run event", payload.message_type()));
     }
     Ok(payload)
+}
+
+/// A line as read.
+enum Line<'a> {
+    /// The type, then its payload, read.
+    Typed(Payload),
+    /// The payload came before the type: its text, to read now.
+    Text(MessageType, &'a RawValue),
+    /// The payload's text, while the type is not read yet.
+    TextFirst(&'a RawValue),
+    /// A type agentwire does not know.
+    UnknownType,
+}
+
+/// `e`'s message without serde_json's ` at line L column C`.
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    match message.strip_suffix(&at) {
+        Some(message) => message.to_owned(),
+        None => message,
+    }
+}
+
+/// Reads a line's object; marks `failed_payload` while its payload is read, so that an
+/// error there is told as the payload's.
+struct LineVisitor<'c> {
+    failed_payload: &'c Cell<Option<MessageType>>,
+}
+
+impl<'de> Visitor<'de> for LineVisitor<'_> {
+    type Value = Line<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a string \"type\" and a \"payload\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
+        // `Some(None)`: a type agentwire does not know.
+        let mut kind: Option<Option<MessageType>> = None;
+        let mut read: Option<Line<'de>> = None;
+        while let Some(key) = map.next_key_seed(Text)? {
+            match &*key {
+                "type" => {
+                    if kind.is_some() {
+                        return Err(A::Error::duplicate_field("type"));
+                    }
+                    let name = map.next_value_seed(Text)?;
+                    kind = Some(agentwire_types::normalize(&name).ok());
+                }
+                "payload" => {
+                    if read.is_some() {
+                        return Err(A::Error::duplicate_field("payload"));
+                    }
+                    read = Some(match kind {
+                        Some(Some(message_type)) => {
+                            self.failed_payload.set(Some(message_type));
+                            let payload = map.next_value_seed(PayloadSeed(message_type))?;
+                            self.failed_payload.set(None);
+                            Line::Typed(payload)
+                        }
+                        Some(None) => {
+                            map.next_value::<IgnoredAny>()?;
+                            Line::UnknownType
+                        }
+                        None => Line::TextFirst(map.next_value()?),
+                    });
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(kind) = kind else {
+            return Err(A::Error::missing_field("type"));
+        };
+        let Some(read) = read else {
+            return Err(A::Error::missing_field("payload"));
+        };
+        Ok(match (kind, read) {
+            (None, _) => Line::UnknownType,
+            (Some(message_type), Line::TextFirst(text)) => Line::Text(message_type, text),
+            (Some(_), read) => read,
+        })
+    }
+}
+
+/// A string, borrowed from the line when it has no escapes.
+struct Text;
+
+impl<'de> DeserializeSeed<'de> for Text {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// A payload of a known type, read from the line's `payload` member.
+struct PayloadSeed(MessageType);
+
+/// What a payload that is not an object is told.
+const NOT_AN_OBJECT: &str = "expected a JSON object";
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed {
+    type Value = Payload;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PayloadSeed {
+    type Value = Payload;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Payload, A::Error> {
+        Payload::from_map_access(self.0, map)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Payload, A::Error> {
+        Err(A::Error::custom(NOT_AN_OBJECT))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Payload, E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Payload, E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Payload, E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Payload, E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Payload, E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Payload, E> {
+        Err(E::custom(NOT_AN_OBJECT))
+    }
 }
 
 /// `message` without the values serde quotes in it (a string's text, an enum variant): up to
@@ -171,7 +356,7 @@ impl LineSplitter {
         mut line: impl FnMut(&[u8]) -> Result<bool, E>,
         too_long: impl Fn() -> E,
     ) -> Result<bool, E> {
-        while let Some(at) = chunk.iter().position(|b| *b == b'\n') {
+        while let Some(at) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = chunk.split_at(at);
             chunk = &rest[1..];
             let done = if self.buf.is_empty() {
@@ -267,6 +452,93 @@ mod tests {
         assert_eq!(split(3, &[b"abcd\n"]), Err("too long"));
         assert_eq!(split(3, &[b"ab", b"cde"]), Err("too long"));
         assert_eq!(split(3, &[b"abcd"]), Err("too long"));
+    }
+
+    #[test]
+    fn the_payload_may_come_first_and_types_may_be_escaped() {
+        for line in [
+            &br#"{"payload":{"delta":"x","index":0},"type":"STREAM_CHUNK"}"#[..],
+            br#"{"type":"agent_response\u005fchunk","run_id":"r","payload":{"delta":"x","index":0}}"#,
+            br#"{"run_id":[1,{"a":2}],"type":"stream_chunk","payload":{"index":0,"delta":"x"},"n":null}"#,
+        ] {
+            let payload = parse_line(line).unwrap();
+            assert_eq!(payload.message_type().as_str(), "agent_response_chunk");
+            assert_eq!(
+                payload,
+                parse_line(br#"{"type":"agent_response_chunk","payload":{"delta":"x","index":0}}"#)
+                    .unwrap()
+            );
+        }
+    }
+
+    /// A payload read straight after its type and one read from its text (it came first) are
+    /// refused with the same message.
+    #[test]
+    fn a_payload_member_given_twice_is_refused_in_either_order() {
+        let payload = r#"{"reasoning":"a","reasoning":"b"}"#;
+        for line in [
+            format!(r#"{{"type":"agent_thinking","payload":{payload}}}"#),
+            format!(r#"{{"payload":{payload},"type":"agent_thinking"}}"#),
+        ] {
+            let err = parse_line(line.as_bytes()).unwrap_err();
+            assert!(err.starts_with("payload of agent_thinking: "), "{err}");
+            assert!(err.contains("duplicate"), "{err}");
+        }
+    }
+
+    #[test]
+    fn payload_errors_read_the_same_in_either_order() {
+        for (kind, payload) in [
+            ("agent_started", "[]"),
+            ("agent_started", "null"),
+            ("agent_started", "7"),
+            ("agent_started", "\"secret text\""),
+            ("agent_thinking", r#"{"reasoning":7}"#),
+            (
+                "agent_thinking",
+                r#"{"reasoning":"secret text","step":"secret text"}"#,
+            ),
+            ("tool_completed", r#"{"tool_call_id":"secret text"}"#),
+            (
+                "tool_completed",
+                r#"{"tool_name":"t","tool_call_id":"c","result":1,"duration_ms":1,"status":"secret text"}"#,
+            ),
+            ("agent_progress", "[]"),
+        ] {
+            let first = format!(r#"{{"type":"{kind}","payload":{payload}}}"#);
+            let last = format!(r#"{{"payload":{payload},"type":"{kind}"}}"#);
+            let a = parse_line(first.as_bytes()).unwrap_err();
+            let b = parse_line(last.as_bytes()).unwrap_err();
+            assert_eq!(a, b, "{first}");
+            assert!(a.starts_with(&format!("payload of {kind}: ")), "{a}");
+            assert!(!a.contains("secret text"), "{a}");
+        }
+        // Broken JSON after a good payload is still broken JSON.
+        let err =
+            parse_line(br#"{"type":"agent_thinking","payload":{"reasoning":"r"},}"#).unwrap_err();
+        assert!(err.starts_with("invalid JSON at column"), "{err}");
+        let err =
+            parse_line(br#"{"type":"agent_thinking","payload":{"reasoning":"r"}} x"#).unwrap_err();
+        assert!(err.starts_with("invalid JSON at column"), "{err}");
+        for shape in [
+            &br#"{"type":"agent_thinking"}"#[..],
+            br#"{"payload":{}}"#,
+            br#"{"type":7,"payload":{}}"#,
+            br#"{"type":"agent_thinking","type":"agent_thinking","payload":{}}"#,
+            br#"[1,2]"#,
+        ] {
+            assert_eq!(
+                parse_line(shape).unwrap_err(),
+                "not an object with a string \"type\" and a \"payload\""
+            );
+        }
+        assert_eq!(
+            parse_line(br#"{"type":"no_such","payload":[]}"#).unwrap_err(),
+            "unknown event type"
+        );
+        let err = parse_line(b"{\"type\":\"agent_thinking\",\"payload\":{\"reasoning\":\"\xff\"}}")
+            .unwrap_err();
+        assert_eq!(err, "invalid JSON at column 50");
     }
 
     #[test]

@@ -44,11 +44,6 @@ impl<'r> Relay<'r> {
         }
     }
 
-    /// Whether checked events wait to be emitted.
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// Emits the checked events, in order.
     pub(crate) fn flush(&mut self) {
         for payload in self.pending.drain(..) {
