@@ -944,13 +944,24 @@ impl Inner {
             tracing::warn!(target: "agentwire::redis", user, "malformed channel message ignored");
             return;
         };
-        for (seq, frame) in (first..).zip(frames) {
-            let Some(frame) = frame else {
-                tracing::warn!(target: "agentwire::redis", user, seq, "malformed channel message cut short");
-                return;
-            };
-            self.metrics.received.fetch_add(1, Relaxed);
-            self.local.deliver_stamped(user, epoch, seq, frame);
+        let mut received = 0u64;
+        let mut malformed = None;
+        let mut frames = (first..).zip(frames).map_while(|(seq, frame)| {
+            if frame.is_none() {
+                malformed = Some(seq);
+            } else {
+                received += 1;
+            }
+            Some(seq).zip(frame)
+        });
+        // All of them under one lock of the user's table.
+        self.local.deliver_stamped_many(user, epoch, &mut frames);
+        // What the user's table did not read (it has no connection here any more): counted
+        // and checked all the same.
+        frames.for_each(drop);
+        self.metrics.received.fetch_add(received, Relaxed);
+        if let Some(seq) = malformed {
+            tracing::warn!(target: "agentwire::redis", user, seq, "malformed channel message cut short");
         }
     }
 
