@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentwire_events::{ErrorCode, Event, Stamp, StreamPosition};
+use agentwire_events::{ErrorCode, Event, StreamPosition};
 use agentwire_server::{
     Attach, AttachError, Attached, Attaching, Confirmation, Confirmer, Delivered, Delivery,
     DeliveryError, EngineHealth, Joined, LocalStreams, Receipt, WindowConfig,
@@ -19,11 +19,6 @@ use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::scripts::{Script, Scripts};
 use crate::wire::{self, Answer, Publisher, Subscriber};
-
-/// The `seq` an event is encoded with before Redis assigns its own; the frame is split there.
-const SEQ_PLACEHOLDER: &str = "\"seq\":18446744073709551615";
-/// The part of [`SEQ_PLACEHOLDER`] kept in the frame's head.
-const SEQ_KEY: &str = "\"seq\":";
 
 /// How often the engine checks its connection and drops the subscriptions of users who left.
 const TICK: Duration = Duration::from_secs(1);
@@ -40,8 +35,7 @@ type Position = (Arc<str>, String, u64);
 
 /// One event encoded for publishing.
 struct Encoded {
-    /// The frame encoded with [`SEQ_PLACEHOLDER`]; `split` is where the placeholder's number
-    /// starts.
+    /// The frame without its `seq`'s number, which Redis puts at `split`.
     frame: String,
     split: usize,
     confirmer: Option<Confirmer>,
@@ -50,11 +44,7 @@ struct Encoded {
 impl Encoded {
     /// The frame before its `seq`'s number, and after it.
     fn halves(&self) -> (&str, &str) {
-        let number_len = SEQ_PLACEHOLDER.len() - SEQ_KEY.len();
-        (
-            &self.frame[..self.split],
-            &self.frame[self.split + number_len..],
-        )
+        self.frame.split_at(self.split)
     }
 }
 
@@ -397,16 +387,15 @@ impl Inner {
         error
     }
 
-    /// Encodes `event` once, with a placeholder where Redis puts the `seq`.
+    /// Encodes `event` once, without the number of its `seq` (Redis puts it in).
     fn encode(&self, event: Event, confirmer: Option<Confirmer>) -> Result<Encoded, DeliveryError> {
-        let frame = event.stamp(Stamp::stream(u64::MAX)).to_json();
-        // The envelope's `seq` comes before the payload, so the first match is it.
-        let Some(at) = find_placeholder(&frame) else {
+        let mut frame = String::new();
+        let Some(split) = event.write_unsequenced(&mut frame) else {
             return Err(self.failed(DeliveryError::Unknown, 1));
         };
         Ok(Encoded {
-            split: at + SEQ_KEY.len(),
             frame,
+            split,
             confirmer,
         })
     }
@@ -1122,13 +1111,6 @@ fn kind(error: &redis::RedisError) -> String {
     }
 }
 
-/// Where [`SEQ_PLACEHOLDER`] first occurs in `frame`.
-fn find_placeholder(frame: &str) -> Option<usize> {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(SEQ_PLACEHOLDER));
-    FINDER.find(frame.as_bytes())
-}
-
 /// The jobs of one user in a flush, in emit order, and how many events they hold.
 struct Group {
     jobs: Vec<Job>,
@@ -1226,13 +1208,20 @@ mod tests {
     }
 
     #[test]
-    fn the_placeholder_is_found_where_it_is() {
-        let frame = format!(
-            r#"{{"type":"x","run_id":"a\"seq","seq":{},"payload":{{"seq":1}}}}"#,
-            u64::MAX
-        );
-        let at = find_placeholder(&frame).unwrap();
-        assert_eq!(Some(at), frame.find(SEQ_PLACEHOLDER));
-        assert_eq!(find_placeholder(r#"{"seq":1}"#), None);
+    fn an_event_is_encoded_in_two_halves_around_its_seq() {
+        let mut frame = String::new();
+        let event = Event::agent_thinking("run_\"seq\":1", "\"seq\":2");
+        let split = event.write_unsequenced(&mut frame).unwrap();
+        let encoded = Encoded {
+            frame,
+            split,
+            confirmer: None,
+        };
+        let (head, tail) = encoded.halves();
+        assert!(head.ends_with(r#","seq":"#), "{head}");
+        assert!(tail.starts_with(r#","payload":"#), "{tail}");
+        let whole = format!("{head}7{tail}");
+        let parsed = agentwire_events::parse_outbound(&whole).unwrap();
+        assert_eq!((parsed.seq(), parsed.event()), (Some(7), &event));
     }
 }
