@@ -272,11 +272,9 @@ impl Publisher {
         self.out.extend_from_slice(b"\r\n");
     }
 
-    /// Writes an integer argument.
-    pub(crate) fn arg_number(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let text = decimal(n, &mut digits);
-        self.arg(text);
+    /// Writes arguments already in RESP (see [`args`]).
+    pub(crate) fn raw(&mut self, args: &[u8]) {
+        self.out.extend_from_slice(args);
     }
 
     /// `n` and CRLF.
@@ -304,6 +302,18 @@ impl Publisher {
         }
         Ok(answers)
     }
+}
+
+/// `parts` as RESP bulk strings, one after the other: arguments of a command, written ahead
+/// for [`Publisher::raw`].
+pub(crate) fn args(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// `n` in decimal, written at the end of `digits`.
@@ -474,11 +484,28 @@ fn line(buffer: &[u8], at: usize) -> Option<(&[u8], usize)> {
     Some((line, at + end + 1))
 }
 
-fn number(digits: &[u8]) -> Result<i64, ()> {
-    std::str::from_utf8(digits)
-        .map_err(|_| ())?
-        .parse()
-        .map_err(|_| ())
+/// A RESP integer: an optional `-` and 1 to 19 ASCII digits, within `i64`.
+fn number(text: &[u8]) -> Result<i64, ()> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return Err(());
+    }
+    // 19 digits fit in a u64 without overflow.
+    let mut magnitude: u64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return Err(());
+        }
+        magnitude = magnitude * 10 + u64::from(digit - b'0');
+    }
+    if negative {
+        0i64.checked_sub_unsigned(magnitude).ok_or(())
+    } else {
+        i64::try_from(magnitude).map_err(|_| ())
+    }
 }
 
 /// Parses the reply at the start of `buffer`: `Ok(None)` when it is not complete yet, else
@@ -625,7 +652,35 @@ mod tests {
     }
 
     #[test]
+    fn integers_are_read_exactly() {
+        for n in [0, 1, -1, 42, i64::MAX, i64::MIN, 1_000_000_007] {
+            assert_eq!(number(n.to_string().as_bytes()), Ok(n), "{n}");
+        }
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"99999999999999999999",
+            b"1x",
+            b"\xff",
+        ] {
+            assert_eq!(number(bad), Err(()), "{bad:?}");
+        }
+        // What `str::parse` accepts and refuses alike, leading zeros included.
+        assert_eq!(number(b"007"), Ok(7));
+        assert_eq!(number(b"-0"), Ok(0));
+    }
+
+    #[test]
     fn commands_are_arrays_of_bulk_strings() {
+        assert_eq!(
+            args(&[b"EVALSHA", b"", b"2"]),
+            b"$7\r\nEVALSHA\r\n$0\r\n\r\n$1\r\n2\r\n"
+        );
         assert_eq!(
             encode("SUBSCRIBE", &["aw:{é}:c"]),
             "*2\r\n$9\r\nSUBSCRIBE\r\n$9\r\naw:{é}:c\r\n".as_bytes()
