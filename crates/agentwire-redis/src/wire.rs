@@ -687,3 +687,244 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::{Reply, parse};
+
+    /// A reply as the tests write it, owned; [`Expected::of`] reads a parsed one back.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Expected {
+        Simple(Vec<u8>),
+        Error(Vec<u8>),
+        Integer(i64),
+        Bulk(Vec<u8>),
+        Push(Vec<u8>, Vec<u8>, Vec<u8>),
+        Other,
+    }
+
+    impl Expected {
+        fn of(reply: &Reply<'_>) -> Expected {
+            match reply {
+                Reply::Simple(text) => Expected::Simple(text.to_vec()),
+                Reply::Error(text) => Expected::Error(text.to_vec()),
+                Reply::Integer(n) => Expected::Integer(*n),
+                Reply::Bulk(bytes) => Expected::Bulk(bytes.to_vec()),
+                Reply::Push {
+                    kind,
+                    channel,
+                    payload,
+                } => Expected::Push(kind.to_vec(), channel.to_vec(), payload.to_vec()),
+                Reply::Other => Expected::Other,
+            }
+        }
+    }
+
+    /// An element of an array reply: a bulk string (`None`: the null one) or an integer.
+    #[derive(Clone, Debug)]
+    enum Item {
+        Bulk(Option<Vec<u8>>),
+        Integer(i64),
+    }
+
+    impl Item {
+        fn write(&self, out: &mut Vec<u8>) {
+            match self {
+                Item::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
+                Item::Bulk(Some(bytes)) => {
+                    out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+                    out.extend_from_slice(bytes);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Item::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+            }
+        }
+
+        /// What the parser gives for it inside an array.
+        fn value(&self) -> Vec<u8> {
+            match self {
+                Item::Bulk(bytes) => bytes.clone().unwrap_or_default(),
+                Item::Integer(n) => n.to_string().into_bytes(),
+            }
+        }
+    }
+
+    /// A valid RESP2 reply of the kinds Redis sends on these connections: its bytes and
+    /// what parsing it gives.
+    #[derive(Clone, Debug)]
+    struct Written {
+        bytes: Vec<u8>,
+        expected: Expected,
+    }
+
+    /// A line's text: anything but CR and LF.
+    fn line_text() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no CR or LF", |b| *b != b'\r' && *b != b'\n'),
+            0..24,
+        )
+    }
+
+    /// Bulk bytes: anything, CRLF and `|` included.
+    fn bulk_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'|'), Just(b'$'), Just(b'*')],
+                0..16
+            ),
+        ]
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            proptest::option::weighted(0.9, bulk_bytes()).prop_map(Item::Bulk),
+            any::<i64>().prop_map(Item::Integer),
+        ]
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        prop_oneof![
+            line_text().prop_map(|text| {
+                let mut bytes = b"+".to_vec();
+                bytes.extend_from_slice(&text);
+                bytes.extend_from_slice(b"\r\n");
+                Written {
+                    bytes,
+                    expected: Expected::Simple(text),
+                }
+            }),
+            line_text().prop_map(|text| {
+                let mut bytes = b"-".to_vec();
+                bytes.extend_from_slice(&text);
+                bytes.extend_from_slice(b"\r\n");
+                Written {
+                    bytes,
+                    expected: Expected::Error(text),
+                }
+            }),
+            any::<i64>().prop_map(|n| Written {
+                bytes: format!(":{n}\r\n").into_bytes(),
+                expected: Expected::Integer(n),
+            }),
+            proptest::option::weighted(0.9, bulk_bytes()).prop_map(|bytes| {
+                let item = Item::Bulk(bytes);
+                let mut out = Vec::new();
+                item.write(&mut out);
+                Written {
+                    bytes: out,
+                    expected: Expected::Bulk(item.value()),
+                }
+            }),
+            // A channel message or a (un)subscribe confirmation.
+            (
+                prop_oneof![
+                    Just(b"message".to_vec()),
+                    Just(b"subscribe".to_vec()),
+                    Just(b"unsubscribe".to_vec())
+                ],
+                item(),
+                item(),
+            )
+                .prop_map(|(kind, channel, payload)| {
+                    let mut out = b"*3\r\n".to_vec();
+                    Item::Bulk(Some(kind.clone())).write(&mut out);
+                    channel.write(&mut out);
+                    payload.write(&mut out);
+                    Written {
+                        bytes: out,
+                        expected: Expected::Push(kind, channel.value(), payload.value()),
+                    }
+                }),
+            // Arrays of any other length, and the null array.
+            proptest::collection::vec(item(), 0..6)
+                .prop_filter("three items is a push", |items| items.len() != 3)
+                .prop_map(|items| {
+                    let mut out = format!("*{}\r\n", items.len()).into_bytes();
+                    for item in &items {
+                        item.write(&mut out);
+                    }
+                    Written {
+                        bytes: out,
+                        expected: Expected::Other,
+                    }
+                }),
+            Just(Written {
+                bytes: b"*-1\r\n".to_vec(),
+                expected: Expected::Other
+            }),
+        ]
+    }
+
+    /// Parses `bytes` as they arrive in the pieces that `cuts` make (sorted offsets),
+    /// the way a connection reads: what is complete is parsed, the rest waits for more.
+    fn parse_in_pieces(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Expected>, ()> {
+        let mut buffer = Vec::new();
+        let mut start = 0;
+        let mut replies = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let to = to.clamp(from, bytes.len());
+            buffer.extend_from_slice(&bytes[from..to]);
+            from = to;
+            while let Some((reply, used)) = parse(&buffer[start..])? {
+                assert!(used > 0 && start + used <= buffer.len());
+                replies.push(Expected::of(&reply));
+                start += used;
+            }
+        }
+        // Everything was consumed.
+        assert_eq!(start, buffer.len());
+        Ok(replies)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// No input panics the parser; what it parses lies within the buffer.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut at = 0;
+            while let Ok(Some((_, used))) = parse(&bytes[at..]) {
+                prop_assert!(used > 0 && at + used <= bytes.len());
+                at += used;
+            }
+        }
+
+        /// Near-RESP input (its tokens shuffled and cut) never panics either.
+        #[test]
+        fn resp_like_bytes_never_panic(parts in proptest::collection::vec(prop_oneof![
+            Just(b"*".to_vec()), Just(b"$".to_vec()), Just(b":".to_vec()), Just(b"+".to_vec()),
+            Just(b"-".to_vec()), Just(b"\r\n".to_vec()), Just(b"\n".to_vec()), Just(b"-1".to_vec()),
+            Just(b"3".to_vec()), Just(b"0".to_vec()), Just(b"9223372036854775807".to_vec()),
+            Just(b"18446744073709551615".to_vec()), Just(b"-9223372036854775808".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..4),
+        ], 0..40)) {
+            let bytes = parts.concat();
+            let mut at = 0;
+            while let Ok(Some((_, used))) = parse(&bytes[at..]) {
+                prop_assert!(used > 0 && at + used <= bytes.len());
+                at += used;
+            }
+        }
+
+        /// A stream of valid replies parses to the same replies whole and cut at any points.
+        #[test]
+        fn a_reply_stream_parses_the_same_in_any_pieces(
+            replies in proptest::collection::vec(written(), 1..8),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..4),
+        ) {
+            let bytes: Vec<u8> = replies.iter().flat_map(|r| r.bytes.clone()).collect();
+            let expected: Vec<Expected> = replies.iter().map(|r| r.expected.clone()).collect();
+            prop_assert_eq!(parse_in_pieces(&bytes, &[]), Ok(expected.clone()));
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            prop_assert_eq!(parse_in_pieces(&bytes, &cuts), Ok(expected.clone()));
+            // And byte by byte.
+            let every: Vec<usize> = (0..bytes.len()).collect();
+            prop_assert_eq!(parse_in_pieces(&bytes, &every), Ok(expected));
+        }
+    }
+}
