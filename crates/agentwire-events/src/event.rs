@@ -248,6 +248,33 @@ impl Event {
         self.payload.is_stream_event()
     }
 
+    /// Appends this stream event's JSON text with a fresh `event_id` and the current time, as
+    /// [`StreamStamper::emit_into`](crate::StreamStamper::emit_into) writes it, but with the
+    /// `seq`'s number left out; returns where in `out` the number goes (right after
+    /// `"seq":`). For a store that assigns the `seq` itself (shared by several servers): the
+    /// frame is `out[..at]`, the `seq` in decimal, then `out[at..]`. `None` (nothing written)
+    /// for a control frame, which has no `seq`.
+    ///
+    /// ```
+    /// use agentwire_events::{Event, parse_outbound};
+    ///
+    /// let mut text = String::new();
+    /// let at = Event::agent_thinking("run_1", "...").write_unsequenced(&mut text).unwrap();
+    /// let frame = format!("{}{}{}", &text[..at], 42, &text[at..]);
+    /// assert_eq!(parse_outbound(&frame).unwrap().seq(), Some(42));
+    /// ```
+    pub fn write_unsequenced(&self, out: &mut String) -> Option<usize> {
+        if !self.is_stream_event() {
+            return None;
+        }
+        out.reserve(crate::write::size_hint(self) + 40);
+        Some(crate::write::frame_unsequenced(
+            out,
+            self,
+            crate::Timestamp::now(),
+        ))
+    }
+
     /// Stamps the event into a [`Frame`].
     pub fn stamp(self, stamp: Stamp) -> Frame {
         Frame { stamp, event: self }

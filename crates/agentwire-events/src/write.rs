@@ -161,6 +161,33 @@ pub(crate) fn frame_into(
     opt_str(out, key!("run_id"), event.run_id());
     opt_str(out, key!("thread_id"), event.thread_id());
     opt_num(out, key!("seq"), seq);
+    frame_tail(out, event);
+}
+
+/// Appends the JSON text of `event` stamped with a fresh event id and `timestamp`, with
+/// `"seq":` and no number after it; returns where the number goes.
+pub(crate) fn frame_unsequenced(
+    out: &mut String,
+    event: &Event,
+    timestamp: crate::Timestamp,
+) -> usize {
+    out.push_str("{\"type\":\"");
+    out.push_str(event.message_type().as_str());
+    out.push_str("\",\"event_id\":\"");
+    crate::IdGenerator::global().write_fresh(crate::id::EVENT, out);
+    out.push('"');
+    field_timestamp(out, key!("timestamp"), timestamp);
+    opt_str(out, key!("run_id"), event.run_id());
+    opt_str(out, key!("thread_id"), event.thread_id());
+    out.push_str(key!("seq"));
+    let at = out.len();
+    frame_tail(out, event);
+    at
+}
+
+/// What follows the `seq`: `reply_to`, the payload, the closing brace.
+#[inline]
+fn frame_tail(out: &mut String, event: &Event) {
     opt_str(out, key!("reply_to"), event.reply_to());
     out.push_str(",\"payload\":");
     payload(out, event.payload());

@@ -521,6 +521,32 @@ proptest! {
     }
 
     #[test]
+    fn write_unsequenced_leaves_the_place_of_the_seq(
+        frame in frame(),
+        prefix in text(),
+        seq in any::<u64>(),
+    ) {
+        // With any `seq` put where it says, the text is the frame serde_json writes for the
+        // same event and stamp; a control frame writes nothing.
+        let event = frame.into_event();
+        let mut out = prefix.clone();
+        let at = event.write_unsequenced(&mut out);
+        prop_assert!(out.starts_with(&prefix));
+        let Some(at) = at else {
+            prop_assert!(!event.is_stream_event());
+            prop_assert_eq!(out, prefix);
+            return Ok(());
+        };
+        prop_assert!(out[..at].ends_with("\"seq\":"));
+        let written = format!("{}{seq}{}", &out[prefix.len()..at], &out[at..]);
+        let parsed = parse_outbound(&written).unwrap();
+        prop_assert_eq!(parsed.event(), &event);
+        prop_assert_eq!(parsed.seq(), Some(seq));
+        prop_assert!(parsed.event_id().starts_with("evt_"));
+        prop_assert_eq!(written, serde_json::to_string(&parsed).unwrap());
+    }
+
+    #[test]
     fn stream_stamper_seq_is_dense(count in 1usize..50, start in 0u64..1_000_000) {
         let mut stream = StreamStamper::resume("ep", start);
         for i in 0..count {

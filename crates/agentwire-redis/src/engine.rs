@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentwire_events::{ErrorCode, Event, Stamp, StreamPosition};
+use agentwire_events::{ErrorCode, Event, StreamPosition};
 use agentwire_server::{
     Attach, AttachError, Attached, Attaching, Confirmation, Confirmer, Delivered, Delivery,
     DeliveryError, EngineHealth, Joined, LocalStreams, Receipt, WindowConfig,
@@ -19,11 +19,6 @@ use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::scripts::{Script, Scripts};
 use crate::wire::{self, Answer, Publisher, Subscriber};
-
-/// The `seq` an event is encoded with before Redis assigns its own; the frame is split there.
-const SEQ_PLACEHOLDER: &str = "\"seq\":18446744073709551615";
-/// The part of [`SEQ_PLACEHOLDER`] kept in the frame's head.
-const SEQ_KEY: &str = "\"seq\":";
 
 /// How often the engine checks its connection and drops the subscriptions of users who left.
 const TICK: Duration = Duration::from_secs(1);
@@ -40,8 +35,7 @@ type Position = (Arc<str>, String, u64);
 
 /// One event encoded for publishing.
 struct Encoded {
-    /// The frame encoded with [`SEQ_PLACEHOLDER`]; `split` is where the placeholder's number
-    /// starts.
+    /// The frame without its `seq`'s number, which Redis puts at `split`.
     frame: String,
     split: usize,
     confirmer: Option<Confirmer>,
@@ -50,18 +44,49 @@ struct Encoded {
 impl Encoded {
     /// The frame before its `seq`'s number, and after it.
     fn halves(&self) -> (&str, &str) {
-        let number_len = SEQ_PLACEHOLDER.len() - SEQ_KEY.len();
-        (
-            &self.frame[..self.split],
-            &self.frame[self.split + number_len..],
-        )
+        self.frame.split_at(self.split)
+    }
+}
+
+/// A user id owned by a [`Job`]: held in place when it is short (most are), so that an emit
+/// allocates nothing for it.
+enum UserKey {
+    Inline {
+        len: u8,
+        bytes: [u8; UserKey::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl UserKey {
+    /// The longest id held in place (with its length byte, the key takes 48 bytes).
+    const INLINE: usize = 46;
+
+    fn new(user: &str) -> UserKey {
+        let bytes = user.as_bytes();
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= UserKey::INLINE => {
+                let mut inline = [0; UserKey::INLINE];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                UserKey::Inline { len, bytes: inline }
+            }
+            _ => UserKey::Heap(bytes.into()),
+        }
+    }
+
+    /// The id's bytes (UTF-8, as it came).
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            UserKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            UserKey::Heap(bytes) => bytes,
+        }
     }
 }
 
 /// Events of one user waiting to be published: one, or a batch appended in one script (its
 /// events get consecutive seqs).
 struct Job {
-    user: Arc<str>,
+    user: UserKey,
     first: Encoded,
     /// The rest of a batch (empty for a single event: no allocation).
     rest: Vec<Encoded>,
@@ -103,6 +128,11 @@ struct Inner {
     max_age_ms: u64,
     /// Epochs this node creates start with it (then Redis's clock in µs).
     epoch_prefix: String,
+    /// APPEND's first arguments in RESP, the same for every call: `EVALSHA <sha> 2`.
+    append_head: Vec<u8>,
+    /// APPEND's ARGV before the channel, the same for every call: the epoch prefix, max
+    /// events, max age.
+    append_limits: Vec<u8>,
     jobs: mpsc::Sender<Job>,
     /// Events queued (a batch counts each of its events), bounded by
     /// [`RedisConfig::queue_events`].
@@ -194,13 +224,23 @@ impl RedisEngine {
             .max(1000);
         let (jobs, receiver) = mpsc::channel(config.queue_events.max(1));
         let id = agentwire_events::next_event_id();
+        let scripts = Scripts::new();
+        let epoch_prefix = format!("ep_{}_", id.trim_start_matches("evt_"));
+        let append_head = wire::args(&[b"EVALSHA", scripts.append.hash.as_bytes(), b"2"]);
+        let append_limits = wire::args(&[
+            epoch_prefix.as_bytes(),
+            window.max_events.to_string().as_bytes(),
+            max_age_ms.to_string().as_bytes(),
+        ]);
         let inner = Arc::new(Inner {
             local,
             client,
-            scripts: Scripts::new(),
+            scripts,
             window,
             max_age_ms,
-            epoch_prefix: format!("ep_{}_", id.trim_start_matches("evt_")),
+            epoch_prefix,
+            append_head,
+            append_limits,
             jobs,
             queued: AtomicUsize::new(0),
             commands: Mutex::new(None),
@@ -397,16 +437,15 @@ impl Inner {
         error
     }
 
-    /// Encodes `event` once, with a placeholder where Redis puts the `seq`.
+    /// Encodes `event` once, without the number of its `seq` (Redis puts it in).
     fn encode(&self, event: Event, confirmer: Option<Confirmer>) -> Result<Encoded, DeliveryError> {
-        let frame = event.stamp(Stamp::stream(u64::MAX)).to_json();
-        // The envelope's `seq` comes before the payload, so the first match is it.
-        let Some(at) = find_placeholder(&frame) else {
+        let mut frame = String::new();
+        let Some(split) = event.write_unsequenced(&mut frame) else {
             return Err(self.failed(DeliveryError::Unknown, 1));
         };
         Ok(Encoded {
-            split: at + SEQ_KEY.len(),
             frame,
+            split,
             confirmer,
         })
     }
@@ -429,7 +468,7 @@ impl Inner {
             return Err(self.failed(DeliveryError::Overloaded, count));
         }
         let job = Job {
-            user: Arc::from(user_id),
+            user: UserKey::new(user_id),
             first,
             rest,
             emitted: Instant::now(),
@@ -523,14 +562,12 @@ impl Inner {
         for group in &groups {
             let user = group.jobs[0].user.as_bytes();
             connection.command(9 + 2 * group.events);
-            connection.arg(b"EVALSHA");
-            connection.arg(self.scripts.append.hash.as_bytes());
-            connection.arg(b"2");
+            // `EVALSHA <sha> 2`
+            connection.raw(&self.append_head);
             connection.arg_parts(&[prefix, b"{", user, b"}:m"]);
             connection.arg_parts(&[prefix, b"{", user, b"}:l"]);
-            connection.arg(self.epoch_prefix.as_bytes());
-            connection.arg_number(self.window.max_events as u64);
-            connection.arg_number(self.max_age_ms);
+            // The epoch prefix, max events, max age.
+            connection.raw(&self.append_limits);
             connection.arg_parts(&[prefix, b"{", user, b"}:c"]);
             for job in &group.jobs {
                 for encoded in std::iter::once(&job.first).chain(&job.rest) {
@@ -544,17 +581,16 @@ impl Inner {
         match outcome {
             Ok(Ok(answers)) if answers.len() == groups.len() => {
                 self.metrics.batches.fetch_add(1, Relaxed);
+                let now = Instant::now();
                 for (group, answer) in groups.into_iter().zip(answers) {
                     match answer {
                         Answer::Integer(first_seq) => {
                             let mut next = u64::try_from(first_seq).unwrap_or_default();
                             for job in group.jobs {
-                                let elapsed = job.emitted.elapsed();
+                                let elapsed = now.saturating_duration_since(job.emitted);
                                 let first = next;
                                 next += job.len() as u64;
-                                for _ in 0..job.len() {
-                                    self.metrics.published(elapsed);
-                                }
+                                self.metrics.published(elapsed, job.len() as u64);
                                 job.confirm(|i| Ok(Receipt::new(Some(first + i), 0)));
                             }
                         }
@@ -944,13 +980,24 @@ impl Inner {
             tracing::warn!(target: "agentwire::redis", user, "malformed channel message ignored");
             return;
         };
-        for (seq, frame) in (first..).zip(frames) {
-            let Some(frame) = frame else {
-                tracing::warn!(target: "agentwire::redis", user, seq, "malformed channel message cut short");
-                return;
-            };
-            self.metrics.received.fetch_add(1, Relaxed);
-            self.local.deliver_stamped(user, epoch, seq, frame);
+        let mut received = 0u64;
+        let mut malformed = None;
+        let mut frames = (first..).zip(frames).map_while(|(seq, frame)| {
+            if frame.is_none() {
+                malformed = Some(seq);
+            } else {
+                received += 1;
+            }
+            Some(seq).zip(frame)
+        });
+        // All of them under one lock of the user's table.
+        self.local.deliver_stamped_many(user, epoch, &mut frames);
+        // What the user's table did not read (it has no connection here any more): counted
+        // and checked all the same.
+        frames.for_each(drop);
+        self.metrics.received.fetch_add(received, Relaxed);
+        if let Some(seq) = malformed {
+            tracing::warn!(target: "agentwire::redis", user, seq, "malformed channel message cut short");
         }
     }
 
@@ -1111,31 +1158,43 @@ fn kind(error: &redis::RedisError) -> String {
     }
 }
 
-/// Where [`SEQ_PLACEHOLDER`] first occurs in `frame`.
-fn find_placeholder(frame: &str) -> Option<usize> {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(SEQ_PLACEHOLDER));
-    FINDER.find(frame.as_bytes())
-}
-
 /// The jobs of one user in a flush, in emit order, and how many events they hold.
 struct Group {
     jobs: Vec<Job>,
     events: usize,
 }
 
+/// Up to this many jobs in a flush are grouped by comparing users, beyond it by a table.
+const GROUP_BY_SCAN: usize = 16;
+
 /// Splits `batch` by user, each user's jobs in emit order, users in order of their first job.
 fn group_by_user(batch: &mut Vec<Job>) -> Vec<Group> {
-    let mut index: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::with_capacity(batch.len());
-    let slots: Vec<usize> = batch
-        .iter()
-        .map(|job| {
-            let next = index.len();
-            *index.entry(&*job.user).or_insert(next)
-        })
-        .collect();
-    let mut groups: Vec<Group> = Vec::with_capacity(index.len());
-    drop(index);
+    let slots: Vec<usize> = if batch.len() <= GROUP_BY_SCAN {
+        // A few jobs (light load): the users seen so far, by comparison.
+        let mut users: Vec<&[u8]> = Vec::with_capacity(batch.len());
+        batch
+            .iter()
+            .map(|job| {
+                let user = job.user.as_bytes();
+                users.iter().position(|&u| u == user).unwrap_or_else(|| {
+                    users.push(user);
+                    users.len() - 1
+                })
+            })
+            .collect()
+    } else {
+        let mut index: hashbrown::HashMap<&[u8], usize> =
+            hashbrown::HashMap::with_capacity(batch.len());
+        batch
+            .iter()
+            .map(|job| {
+                let next = index.len();
+                *index.entry(job.user.as_bytes()).or_insert(next)
+            })
+            .collect()
+    };
+    let users = slots.iter().max().map_or(0, |&max| max + 1);
+    let mut groups: Vec<Group> = Vec::with_capacity(users);
     for (job, slot) in batch.drain(..).zip(slots) {
         let events = job.len();
         if let Some(group) = groups.get_mut(slot) {
@@ -1214,14 +1273,71 @@ mod tests {
         assert_eq!(frames.collect::<Vec<_>>(), [None]);
     }
 
+    fn job(user: &str, events: usize) -> Job {
+        let encoded = || Encoded {
+            frame: String::new(),
+            split: 0,
+            confirmer: None,
+        };
+        Job {
+            user: UserKey::new(user),
+            first: encoded(),
+            rest: (1..events).map(|_| encoded()).collect(),
+            emitted: Instant::now(),
+        }
+    }
+
     #[test]
-    fn the_placeholder_is_found_where_it_is() {
-        let frame = format!(
-            r#"{{"type":"x","run_id":"a\"seq","seq":{},"payload":{{"seq":1}}}}"#,
-            u64::MAX
-        );
-        let at = find_placeholder(&frame).unwrap();
-        assert_eq!(Some(at), frame.find(SEQ_PLACEHOLDER));
-        assert_eq!(find_placeholder(r#"{"seq":1}"#), None);
+    fn jobs_are_grouped_by_user_in_emit_order() {
+        let long = "u".repeat(UserKey::INLINE + 1);
+        let edge = "é".repeat(UserKey::INLINE / 2);
+        let users = ["a", long.as_str(), "b", edge.as_str(), "", "ab"];
+        // Few jobs (grouped by comparison) and many (by a table).
+        for rounds in [1, 2, 5] {
+            let mut batch = Vec::new();
+            let mut expected: Vec<(&str, Vec<usize>)> = Vec::new();
+            for round in 0..rounds {
+                for (i, user) in users.iter().enumerate() {
+                    let events = 1 + (i + round) % 3;
+                    batch.push(job(user, events));
+                    match expected.iter_mut().find(|(u, _)| u == user) {
+                        Some((_, sizes)) => sizes.push(events),
+                        None => expected.push((user, vec![events])),
+                    }
+                }
+            }
+            let groups = group_by_user(&mut batch);
+            assert!(batch.is_empty());
+            assert_eq!(groups.len(), expected.len());
+            for (group, (user, sizes)) in groups.iter().zip(&expected) {
+                assert!(
+                    group
+                        .jobs
+                        .iter()
+                        .all(|job| job.user.as_bytes() == user.as_bytes())
+                );
+                let got: Vec<usize> = group.jobs.iter().map(Job::len).collect();
+                assert_eq!(&got, sizes);
+                assert_eq!(group.events, sizes.iter().sum::<usize>());
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_is_encoded_in_two_halves_around_its_seq() {
+        let mut frame = String::new();
+        let event = Event::agent_thinking("run_\"seq\":1", "\"seq\":2");
+        let split = event.write_unsequenced(&mut frame).unwrap();
+        let encoded = Encoded {
+            frame,
+            split,
+            confirmer: None,
+        };
+        let (head, tail) = encoded.halves();
+        assert!(head.ends_with(r#","seq":"#), "{head}");
+        assert!(tail.starts_with(r#","payload":"#), "{tail}");
+        let whole = format!("{head}7{tail}");
+        let parsed = agentwire_events::parse_outbound(&whole).unwrap();
+        assert_eq!((parsed.seq(), parsed.event()), (Some(7), &event));
     }
 }

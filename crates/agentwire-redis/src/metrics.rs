@@ -27,16 +27,19 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// One event published, `elapsed` after it was emitted.
-    pub(crate) fn published(&self, elapsed: Duration) {
-        self.published.fetch_add(1, Relaxed);
+    /// Counts `events` events published `elapsed` after their emit.
+    pub(crate) fn published(&self, elapsed: Duration, events: u64) {
+        self.published.fetch_add(events, Relaxed);
         let seconds = elapsed.as_secs_f64();
         let bucket = BUCKETS
             .iter()
             .position(|&bound| seconds <= bound)
             .unwrap_or(BUCKETS.len());
-        self.latency[bucket].fetch_add(1, Relaxed);
+        self.latency[bucket].fetch_add(events, Relaxed);
         self.latency_sum_us.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            u64::try_from(elapsed.as_micros())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(events),
             Relaxed,
         );
     }

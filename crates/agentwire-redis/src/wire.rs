@@ -272,11 +272,9 @@ impl Publisher {
         self.out.extend_from_slice(b"\r\n");
     }
 
-    /// Writes an integer argument.
-    pub(crate) fn arg_number(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let text = decimal(n, &mut digits);
-        self.arg(text);
+    /// Writes arguments already in RESP (see [`args`]).
+    pub(crate) fn raw(&mut self, args: &[u8]) {
+        self.out.extend_from_slice(args);
     }
 
     /// `n` and CRLF.
@@ -304,6 +302,18 @@ impl Publisher {
         }
         Ok(answers)
     }
+}
+
+/// `parts` as RESP bulk strings, one after the other: arguments of a command, written ahead
+/// for [`Publisher::raw`].
+pub(crate) fn args(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// `n` in decimal, written at the end of `digits`.
@@ -474,11 +484,28 @@ fn line(buffer: &[u8], at: usize) -> Option<(&[u8], usize)> {
     Some((line, at + end + 1))
 }
 
-fn number(digits: &[u8]) -> Result<i64, ()> {
-    std::str::from_utf8(digits)
-        .map_err(|_| ())?
-        .parse()
-        .map_err(|_| ())
+/// A RESP integer: an optional `-` and 1 to 19 ASCII digits, within `i64`.
+fn number(text: &[u8]) -> Result<i64, ()> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return Err(());
+    }
+    // 19 digits fit in a u64 without overflow.
+    let mut magnitude: u64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return Err(());
+        }
+        magnitude = magnitude * 10 + u64::from(digit - b'0');
+    }
+    if negative {
+        0i64.checked_sub_unsigned(magnitude).ok_or(())
+    } else {
+        i64::try_from(magnitude).map_err(|_| ())
+    }
 }
 
 /// Parses the reply at the start of `buffer`: `Ok(None)` when it is not complete yet, else
@@ -625,10 +652,279 @@ mod tests {
     }
 
     #[test]
+    fn integers_are_read_exactly() {
+        for n in [0, 1, -1, 42, i64::MAX, i64::MIN, 1_000_000_007] {
+            assert_eq!(number(n.to_string().as_bytes()), Ok(n), "{n}");
+        }
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"99999999999999999999",
+            b"1x",
+            b"\xff",
+        ] {
+            assert_eq!(number(bad), Err(()), "{bad:?}");
+        }
+        // What `str::parse` accepts and refuses alike, leading zeros included.
+        assert_eq!(number(b"007"), Ok(7));
+        assert_eq!(number(b"-0"), Ok(0));
+    }
+
+    #[test]
     fn commands_are_arrays_of_bulk_strings() {
+        assert_eq!(
+            args(&[b"EVALSHA", b"", b"2"]),
+            b"$7\r\nEVALSHA\r\n$0\r\n\r\n$1\r\n2\r\n"
+        );
         assert_eq!(
             encode("SUBSCRIBE", &["aw:{é}:c"]),
             "*2\r\n$9\r\nSUBSCRIBE\r\n$9\r\naw:{é}:c\r\n".as_bytes()
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::{Reply, parse};
+
+    /// A reply as the tests write it, owned; [`Expected::of`] reads a parsed one back.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Expected {
+        Simple(Vec<u8>),
+        Error(Vec<u8>),
+        Integer(i64),
+        Bulk(Vec<u8>),
+        Push(Vec<u8>, Vec<u8>, Vec<u8>),
+        Other,
+    }
+
+    impl Expected {
+        fn of(reply: &Reply<'_>) -> Expected {
+            match reply {
+                Reply::Simple(text) => Expected::Simple(text.to_vec()),
+                Reply::Error(text) => Expected::Error(text.to_vec()),
+                Reply::Integer(n) => Expected::Integer(*n),
+                Reply::Bulk(bytes) => Expected::Bulk(bytes.to_vec()),
+                Reply::Push {
+                    kind,
+                    channel,
+                    payload,
+                } => Expected::Push(kind.to_vec(), channel.to_vec(), payload.to_vec()),
+                Reply::Other => Expected::Other,
+            }
+        }
+    }
+
+    /// An element of an array reply: a bulk string (`None`: the null one) or an integer.
+    #[derive(Clone, Debug)]
+    enum Item {
+        Bulk(Option<Vec<u8>>),
+        Integer(i64),
+    }
+
+    impl Item {
+        fn write(&self, out: &mut Vec<u8>) {
+            match self {
+                Item::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
+                Item::Bulk(Some(bytes)) => {
+                    out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+                    out.extend_from_slice(bytes);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Item::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+            }
+        }
+
+        /// What the parser gives for it inside an array.
+        fn value(&self) -> Vec<u8> {
+            match self {
+                Item::Bulk(bytes) => bytes.clone().unwrap_or_default(),
+                Item::Integer(n) => n.to_string().into_bytes(),
+            }
+        }
+    }
+
+    /// A valid RESP2 reply of the kinds Redis sends on these connections: its bytes and
+    /// what parsing it gives.
+    #[derive(Clone, Debug)]
+    struct Written {
+        bytes: Vec<u8>,
+        expected: Expected,
+    }
+
+    /// A line's text: anything but CR and LF.
+    fn line_text() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no CR or LF", |b| *b != b'\r' && *b != b'\n'),
+            0..24,
+        )
+    }
+
+    /// Bulk bytes: anything, CRLF and `|` included.
+    fn bulk_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'|'), Just(b'$'), Just(b'*')],
+                0..16
+            ),
+        ]
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            proptest::option::weighted(0.9, bulk_bytes()).prop_map(Item::Bulk),
+            any::<i64>().prop_map(Item::Integer),
+        ]
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        prop_oneof![
+            line_text().prop_map(|text| {
+                let mut bytes = b"+".to_vec();
+                bytes.extend_from_slice(&text);
+                bytes.extend_from_slice(b"\r\n");
+                Written {
+                    bytes,
+                    expected: Expected::Simple(text),
+                }
+            }),
+            line_text().prop_map(|text| {
+                let mut bytes = b"-".to_vec();
+                bytes.extend_from_slice(&text);
+                bytes.extend_from_slice(b"\r\n");
+                Written {
+                    bytes,
+                    expected: Expected::Error(text),
+                }
+            }),
+            any::<i64>().prop_map(|n| Written {
+                bytes: format!(":{n}\r\n").into_bytes(),
+                expected: Expected::Integer(n),
+            }),
+            proptest::option::weighted(0.9, bulk_bytes()).prop_map(|bytes| {
+                let item = Item::Bulk(bytes);
+                let mut out = Vec::new();
+                item.write(&mut out);
+                Written {
+                    bytes: out,
+                    expected: Expected::Bulk(item.value()),
+                }
+            }),
+            // A channel message or a (un)subscribe confirmation.
+            (
+                prop_oneof![
+                    Just(b"message".to_vec()),
+                    Just(b"subscribe".to_vec()),
+                    Just(b"unsubscribe".to_vec())
+                ],
+                item(),
+                item(),
+            )
+                .prop_map(|(kind, channel, payload)| {
+                    let mut out = b"*3\r\n".to_vec();
+                    Item::Bulk(Some(kind.clone())).write(&mut out);
+                    channel.write(&mut out);
+                    payload.write(&mut out);
+                    Written {
+                        bytes: out,
+                        expected: Expected::Push(kind, channel.value(), payload.value()),
+                    }
+                }),
+            // Arrays of any other length, and the null array.
+            proptest::collection::vec(item(), 0..6)
+                .prop_filter("three items is a push", |items| items.len() != 3)
+                .prop_map(|items| {
+                    let mut out = format!("*{}\r\n", items.len()).into_bytes();
+                    for item in &items {
+                        item.write(&mut out);
+                    }
+                    Written {
+                        bytes: out,
+                        expected: Expected::Other,
+                    }
+                }),
+            Just(Written {
+                bytes: b"*-1\r\n".to_vec(),
+                expected: Expected::Other
+            }),
+        ]
+    }
+
+    /// Parses `bytes` as they arrive in the pieces that `cuts` make (sorted offsets),
+    /// the way a connection reads: what is complete is parsed, the rest waits for more.
+    fn parse_in_pieces(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Expected>, ()> {
+        let mut buffer = Vec::new();
+        let mut start = 0;
+        let mut replies = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let to = to.clamp(from, bytes.len());
+            buffer.extend_from_slice(&bytes[from..to]);
+            from = to;
+            while let Some((reply, used)) = parse(&buffer[start..])? {
+                assert!(used > 0 && start + used <= buffer.len());
+                replies.push(Expected::of(&reply));
+                start += used;
+            }
+        }
+        // Everything was consumed.
+        assert_eq!(start, buffer.len());
+        Ok(replies)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// No input panics the parser; what it parses lies within the buffer.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut at = 0;
+            while let Ok(Some((_, used))) = parse(&bytes[at..]) {
+                prop_assert!(used > 0 && at + used <= bytes.len());
+                at += used;
+            }
+        }
+
+        /// Near-RESP input (its tokens shuffled and cut) never panics either.
+        #[test]
+        fn resp_like_bytes_never_panic(parts in proptest::collection::vec(prop_oneof![
+            Just(b"*".to_vec()), Just(b"$".to_vec()), Just(b":".to_vec()), Just(b"+".to_vec()),
+            Just(b"-".to_vec()), Just(b"\r\n".to_vec()), Just(b"\n".to_vec()), Just(b"-1".to_vec()),
+            Just(b"3".to_vec()), Just(b"0".to_vec()), Just(b"9223372036854775807".to_vec()),
+            Just(b"18446744073709551615".to_vec()), Just(b"-9223372036854775808".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..4),
+        ], 0..40)) {
+            let bytes = parts.concat();
+            let mut at = 0;
+            while let Ok(Some((_, used))) = parse(&bytes[at..]) {
+                prop_assert!(used > 0 && at + used <= bytes.len());
+                at += used;
+            }
+        }
+
+        /// A stream of valid replies parses to the same replies whole and cut at any points.
+        #[test]
+        fn a_reply_stream_parses_the_same_in_any_pieces(
+            replies in proptest::collection::vec(written(), 1..8),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..4),
+        ) {
+            let bytes: Vec<u8> = replies.iter().flat_map(|r| r.bytes.clone()).collect();
+            let expected: Vec<Expected> = replies.iter().map(|r| r.expected.clone()).collect();
+            prop_assert_eq!(parse_in_pieces(&bytes, &[]), Ok(expected.clone()));
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            prop_assert_eq!(parse_in_pieces(&bytes, &cuts), Ok(expected.clone()));
+            // And byte by byte.
+            let every: Vec<usize> = (0..bytes.len()).collect();
+            prop_assert_eq!(parse_in_pieces(&bytes, &every), Ok(expected));
+        }
     }
 }

@@ -682,7 +682,21 @@ impl LocalStreams {
     /// another epoch is ended: its client reconnects, resumes, and is answered `resumed` with
     /// what it missed, or `reset`.
     pub fn deliver_stamped(&self, user_id: &str, epoch: &str, seq: u64, json: &str) -> usize {
-        self.hub.deliver_stamped(user_id, epoch, seq, json)
+        self.hub
+            .deliver_stamped(user_id, epoch, std::iter::once((seq, json)))
+    }
+
+    /// [`deliver_stamped`](Self::deliver_stamped) for several events of one user in one
+    /// epoch, in `seq` order (say, the events of one message from the engine's store), under
+    /// one lock of the user's table: how many frames were queued in all. The frames are read
+    /// only while the user has a connection here.
+    pub fn deliver_stamped_many<'a>(
+        &self,
+        user_id: &str,
+        epoch: &str,
+        frames: impl IntoIterator<Item = (u64, &'a str)>,
+    ) -> usize {
+        self.hub.deliver_stamped(user_id, epoch, frames)
     }
 
     /// Ends `user_id`'s connections on this node that follow another epoch than `epoch` or
@@ -1124,31 +1138,63 @@ impl Hub {
     /// here: those that follow `epoch` and need `seq` next get it; connections still joining
     /// hold it. A connection that would miss events (its next `seq` is lower), or whose
     /// stream restarted in another epoch, is ended so that its client resumes.
-    fn deliver_stamped(&self, user_id: &str, epoch: &str, seq: u64, json: &str) -> usize {
+    fn deliver_stamped<'a>(
+        &self,
+        user_id: &str,
+        epoch: &str,
+        frames: impl IntoIterator<Item = (u64, &'a str)>,
+    ) -> usize {
         let (hash, mut guard) = self.shard(user_id);
         let Some(user) = guard.users.find_mut(hash, |s| &*s.user_id == user_id) else {
             return 0;
         };
+        if user.remote.is_none() {
+            return 0;
+        }
+        // Shared by the frames held for joining connections (made at most once).
+        let mut shared_epoch: Option<Arc<str>> = None;
+        let mut connections = 0;
+        for (seq, json) in frames {
+            connections += self.deliver_stamped_one(user, epoch, &mut shared_epoch, seq, json);
+        }
+        connections
+    }
+
+    /// One frame of [`deliver_stamped`](Self::deliver_stamped), under the shard's lock.
+    fn deliver_stamped_one(
+        &self,
+        user: &mut UserEntry,
+        epoch: &str,
+        shared_epoch: &mut Option<Arc<str>>,
+        seq: u64,
+        json: &str,
+    ) -> usize {
         let Some(remote) = user.remote.as_mut() else {
             return 0;
         };
         let frame = Outbound::copied(json, frame_type(json));
         if !remote.pending.is_empty() {
-            let epoch: Arc<str> = Arc::from(epoch);
+            let epoch: &Arc<str> = shared_epoch.get_or_insert_with(|| Arc::from(epoch));
             let limit = self.queue_frames;
             remote.pending.retain_mut(|pending| {
                 if pending.held.len() >= limit {
                     self.metrics.queue_drops.fetch_add(1, Relaxed);
                     return false;
                 }
-                pending.held.push((Arc::clone(&epoch), seq, frame.clone()));
+                pending.held.push((Arc::clone(epoch), seq, frame.clone()));
                 true
             });
         }
         let same_epoch = remote.epoch.as_deref() == Some(epoch);
         let mut connections = 0;
+        // The last slot takes the frame itself, the others a clone (as in `append`).
+        let mut frame = Some(frame);
         let mut i = 0;
-        while let Some(slot) = user.slots.get_mut(i) {
+        loop {
+            let last = i + 1 == user.slots.len();
+            let Some(slot) = user.slots.get_mut(i) else {
+                break;
+            };
             if same_epoch && seq <= slot.floor {
                 i += 1;
                 continue;
@@ -1158,7 +1204,9 @@ impl Hub {
                 slot.tx.end(Ended::StreamInterrupted);
                 continue;
             }
-            match slot.tx.try_send(frame.clone()) {
+            let this = if last { frame.take() } else { frame.clone() };
+            let Some(this) = this else { break };
+            match slot.tx.try_send(this) {
                 Ok(()) => {
                     slot.floor = seq;
                     connections += 1;
@@ -1325,9 +1373,11 @@ impl Hub {
 /// The type of an encoded frame, from its leading `{"type":"<name>"` (every frame the events
 /// crate writes starts so); `system_message` for text that does not (counted, never parsed).
 fn frame_type(json: &str) -> MessageType {
+    // Frames are written by agentwire's own writer: the type comes first, by its canonical
+    // name (a short one: a byte loop beats a search set up for long text).
     json.strip_prefix(r#"{"type":""#)
-        .and_then(|rest| rest.split('"').next())
-        .and_then(|name| name.parse().ok())
+        .and_then(|rest| rest.get(..rest.bytes().position(|b| b == b'"')?))
+        .and_then(MessageType::from_canonical)
         .unwrap_or(MessageType::SystemMessage)
 }
 

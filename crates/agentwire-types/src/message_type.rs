@@ -41,6 +41,23 @@ macro_rules! message_types {
                 match self { $(MessageType::$variant => $name,)+ }
             }
 
+            /// The type whose canonical wire name is exactly `name` (no aliases, no case
+            /// folding: [`normalize`](crate::normalize) reads names from clients). For text
+            /// this crate's users wrote themselves, such as a stored frame's `type`.
+            ///
+            /// ```
+            /// use agentwire_types::MessageType;
+            ///
+            /// assert_eq!(MessageType::from_canonical("start_agent"), Some(MessageType::StartAgent));
+            /// assert_eq!(MessageType::from_canonical("Start_Agent"), None);
+            /// ```
+            pub fn from_canonical(name: &str) -> Option<MessageType> {
+                match name {
+                    $($name => Some(MessageType::$variant),)+
+                    _ => None,
+                }
+            }
+
             /// The position of this type in [`ALL`](Self::ALL): a dense index for per-type
             /// tables such as metrics counters.
             pub const fn index(self) -> usize {
@@ -274,5 +291,30 @@ impl<'de> Deserialize<'de> for MessageType {
         }
 
         deserializer.deserialize_str(TypeVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageType;
+
+    #[test]
+    fn canonical_names_only() {
+        for &t in MessageType::ALL {
+            assert_eq!(MessageType::from_canonical(t.as_str()), Some(t));
+            assert_eq!(
+                MessageType::from_canonical(&t.as_str().to_ascii_uppercase()),
+                None
+            );
+        }
+        for alias in crate::ALIASES {
+            assert_eq!(
+                MessageType::from_canonical(alias.name),
+                None,
+                "{}",
+                alias.name
+            );
+        }
+        assert_eq!(MessageType::from_canonical(""), None);
     }
 }
