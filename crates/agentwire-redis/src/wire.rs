@@ -572,13 +572,14 @@ fn bulk<'a>(buffer: &'a [u8], digits: &[u8], at: usize) -> Result<Option<(&'a [u
     }
     let len = usize::try_from(len).map_err(|_| ())?;
     let end = at.checked_add(len).ok_or(())?;
-    if buffer.len() < end + 2 {
+    let next = end.checked_add(2).ok_or(())?;
+    let Some(crlf) = buffer.get(end..next) else {
         return Ok(None);
-    }
-    if &buffer[end..end + 2] != b"\r\n" {
+    };
+    if crlf != b"\r\n" {
         return Err(());
     }
-    Ok(Some((&buffer[at..end], end + 2)))
+    Ok(Some((&buffer[at..end], next)))
 }
 
 #[cfg(test)]
