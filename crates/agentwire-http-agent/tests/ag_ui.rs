@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::{Harness, ServiceState, USER, record, stream};
+use common::{Harness, ServiceState, TOOL_RUN, USER, kinds, record, stream};
 use serde_json::{Value, json};
 
 const SSE: &str = "text/event-stream";
@@ -235,19 +235,7 @@ async fn an_ag_ui_run_arrives_as_agentwire_events_in_order() {
     )
     .await;
     let frames = h.run_frames().await;
-    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
-    assert_eq!(
-        kinds,
-        [
-            "agent_started",
-            "agent_thinking",
-            "tool_executing",
-            "tool_completed",
-            "agent_response_chunk",
-            "agent_response_chunk",
-            "agent_completed"
-        ]
-    );
+    assert_eq!(kinds(&frames), TOOL_RUN);
     let run_id = frames[0]["run_id"].as_str().unwrap();
     let mut seq = None;
     for frame in &frames {
@@ -348,7 +336,7 @@ async fn events_without_a_counterpart_arrive_as_agent_progress_and_are_counted()
     let mut h = start(|b| b).await;
     h.ask("state").await;
     let frames = h.run_frames().await;
-    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    let kinds = kinds(&frames);
     assert_eq!(
         kinds,
         [
@@ -470,7 +458,7 @@ async fn stream_ending_without_run_finished() {
     let mut h = start(|b| b).await;
     let (frames, code) = h.failing_run("no_terminal").await;
     assert_eq!(code, "agent_no_terminal");
-    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    let kinds = kinds(&frames);
     assert_eq!(
         kinds,
         ["agent_started", "agent_response_chunk", "agent_error"]

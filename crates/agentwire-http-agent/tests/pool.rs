@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use common::{Harness, PATIENCE};
+use common::{Harness, PATIENCE, kinds};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -197,7 +197,7 @@ async fn start(
 async fn completes(h: &mut Harness, agent: &str) {
     h.ask(agent).await;
     let frames = h.run_frames().await;
-    let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    let kinds = kinds(&frames);
     assert_eq!(kinds, ["agent_started", "agent_completed"], "{frames:?}");
     h.settled().await;
 }

@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
-use common::{Harness, PATIENCE, http_get};
+use common::{Harness, PATIENCE, TOOL_RUN, http_get, kinds};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -161,23 +161,7 @@ async fn a_client_that_drops_mid_run_resumes_and_gets_the_rest_exactly_once() {
     gate.add_permits(1);
     after.extend(h.run_frames().await);
 
-    let kinds: Vec<&str> = before
-        .iter()
-        .chain(&after)
-        .map(|f| f["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "agent_started",
-            "agent_thinking",
-            "tool_executing",
-            "tool_completed",
-            "agent_response_chunk",
-            "agent_response_chunk",
-            "agent_completed"
-        ]
-    );
+    assert_eq!(kinds(before.iter().chain(&after)), TOOL_RUN);
     let seqs: Vec<u64> = before
         .iter()
         .chain(&after)

@@ -24,6 +24,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The frame types of the test services' tool-using run, in order (the five events, the
+/// answer in two chunks).
+pub const TOOL_RUN: [&str; 7] = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_response_chunk",
+    "agent_response_chunk",
+    "agent_completed",
+];
+
+/// The frames' `type`s, in order.
+pub fn kinds<'a>(frames: impl IntoIterator<Item = &'a Value>) -> Vec<&'a str> {
+    frames
+        .into_iter()
+        .map(|f| f["type"].as_str().expect("a frame has a type"))
+        .collect()
+}
+
 /// How long a test waits for something that should arrive: a liveness bound, not a target.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 pub const SERVICE_SECRET: &str = "the agent-service secret, 32 bytes or more";
