@@ -65,27 +65,12 @@ const FRAMES: [&str; 5] = [
 ];
 
 fn main() -> ExitCode {
-    let args = BaselineArgs::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("agentwire-baseline: {message}");
-            ExitCode::from(2)
-        }
-    }
+    agentwire_benches::exit("agentwire-baseline", run(&BaselineArgs::parse()))
 }
 
 /// Serves the baseline until Ctrl-C or SIGTERM.
 fn run(args: &BaselineArgs) -> Result<(), String> {
-    agentwire_benches::raise_nofile_limit();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        builder.worker_threads(threads.max(1));
-    }
-    let runtime = builder
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = agentwire_benches::runtime(args.threads)?;
     let burn = std::time::Duration::from_secs_f64(args.burn_us.max(0.0) / 1e6);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -93,19 +78,7 @@ fn run(args: &BaselineArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         println!("agentwire-baseline: listening on ws://{local}/ws (bare tokio-tungstenite)");
-        let stop = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = async {
-                    match term.as_mut() {
-                        Some(term) => { term.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {}
-            }
-        };
+        let stop = agentwire_benches::stop_signal();
         tokio::pin!(stop);
         loop {
             tokio::select! {

@@ -51,27 +51,12 @@ struct AgentArgs {
 }
 
 fn main() -> ExitCode {
-    let args = AgentArgs::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("agentwire-ndjson-agent: {message}");
-            ExitCode::from(2)
-        }
-    }
+    agentwire_benches::exit("agentwire-ndjson-agent", run(&AgentArgs::parse()))
 }
 
 /// Serves until Ctrl-C or SIGTERM.
 fn run(args: &AgentArgs) -> Result<(), String> {
-    agentwire_benches::raise_nofile_limit();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        builder.worker_threads(threads.max(1));
-    }
-    let runtime = builder
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = agentwire_benches::runtime(args.threads)?;
     let shape = Shape {
         hold: Duration::from_millis(args.hold_ms),
         one_chunk: args.one_chunk,
@@ -89,24 +74,10 @@ fn run(args: &AgentArgs) -> Result<(), String> {
             .route("/run", post(agent_run))
             .with_state(shape);
         axum::serve(listener, app)
-            .with_graceful_shutdown(stop_signal())
+            .with_graceful_shutdown(agentwire_benches::stop_signal())
             .await
             .map_err(|e| e.to_string())
     })
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }
 
 /// How the responses are written.
