@@ -3,6 +3,8 @@
 //! with the five frames of a well-formed run (what `agentwire load` counts), with or without
 //! CPU burnt per request; SIGTERM stops it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -102,7 +104,7 @@ async fn session(url: &str) {
 }
 
 async fn check(burn_us: &str) {
-    let (mut child, url) = spawn(burn_us);
+    let (child, url) = spawn(burn_us);
     session(&url).await;
     // A client that offers no subprotocol gets none back.
     let (ws, response) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(&url))
@@ -111,29 +113,7 @@ async fn check(burn_us: &str) {
         .expect("connect");
     assert!(response.headers().get("sec-websocket-protocol").is_none());
     drop(ws);
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .expect("waiter");
-    let status = status.expect("the baseline exits after SIGTERM");
-    assert!(status.success(), "{status}");
+    common::stop_with_sigterm(child, PATIENCE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! events with the same payloads as the demo agent's (what the bridged measurement compares
 //! with), also when it holds a run open or writes the events in one chunk; SIGTERM stops it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -134,31 +136,6 @@ fn comparable(frames: &[Value]) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn stop(mut child: Child) {
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .expect("waiter");
-    let status = status.expect("the service exits after SIGTERM");
-    assert!(status.success(), "{status}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ndjson_agent_answers_as_the_demo_agent_does_and_stops_on_sigterm() {
     let demo = run_through(DemoAgent::new(Duration::ZERO)).await;
@@ -179,6 +156,6 @@ async fn the_ndjson_agent_answers_as_the_demo_agent_does_and_stops_on_sigterm() 
         agentwire_events::validate_run_json(texts.iter().map(String::as_str))
             .unwrap_or_else(|violation| panic!("{violation}: {bridged:#?}"));
         assert_eq!(comparable(&bridged), expected, "{args:?}");
-        stop(child).await;
+        common::stop_with_sigterm(child, PATIENCE).await;
     }
 }
