@@ -19,7 +19,7 @@
 //! the run fails with `agent_connection_failed` (recoverable) and is not sent again, since the
 //! service may have started it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -153,7 +153,7 @@ pub(crate) struct Pool {
 #[derive(Default)]
 struct State {
     /// Oldest first: taken from the back (the most recently used, least likely closed).
-    idle: Vec<Idle>,
+    idle: VecDeque<Idle>,
     /// Whether a task sweeps expired and closed connections out.
     sweeping: bool,
 }
@@ -217,7 +217,7 @@ impl Pool {
         loop {
             let idle = {
                 let mut state = self.lock();
-                let idle = state.idle.pop()?;
+                let idle = state.idle.pop_back()?;
                 if idle.since.elapsed() >= self.idle_timeout {
                     // The rest are older still.
                     let expired = std::mem::take(&mut state.idle);
@@ -270,11 +270,15 @@ impl Pool {
         }
         let oldest = {
             let mut state = self.lock();
-            state.idle.push(Idle {
+            state.idle.push_back(Idle {
                 conn,
                 since: Instant::now(),
             });
-            let oldest = (state.idle.len() > self.max_idle).then(|| state.idle.remove(0));
+            let oldest = if state.idle.len() > self.max_idle {
+                state.idle.pop_front()
+            } else {
+                None
+            };
             if !state.sweeping {
                 state.sweeping = true;
                 tokio::spawn(sweep(self.this.clone(), self.idle_timeout));
@@ -299,11 +303,14 @@ async fn sweep(pool: Weak<Pool>, period: Duration) {
         let mut state = pool.lock();
         let before = state.idle.len();
         let mut dropped = Vec::new();
-        let mut kept = Vec::with_capacity(before);
+        let mut kept = VecDeque::with_capacity(before);
         for mut idle in std::mem::take(&mut state.idle) {
-            if idle.since.elapsed() < pool.idle_timeout && idle.conn.check() {
-                kept.push(idle);
+            if idle.since.elapsed() >= pool.idle_timeout {
+                dropped.push(idle);
+            } else if idle.conn.check() {
+                kept.push_back(idle);
             } else {
+                pool.stats.closed_idle.fetch_add(1, Relaxed);
                 dropped.push(idle);
             }
         }
